@@ -1,0 +1,224 @@
+import { latestConfIn, isVoter, members } from './conf.ts';
+import { newLog, lastIndex, entryAt, type RaftLog } from './log.ts';
+import { newProgress, type Progress } from './progress.ts';
+import type { RaftMessage } from './messages.ts';
+import { EntryType, type ConfState, type Entry, type HardState, type NodeId, type Snapshot } from './types.ts';
+
+export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
+
+export interface RaftConfig {
+  /** Lower bound of the randomized election timeout; also the leader lease for (Pre)Vote. */
+  electionTimeoutMinMs: number;
+  maxInflight: number;
+  maxEntriesPerMsg: number;
+  maxBytesPerMsg: number;
+  snapshotChunkBytes: number;
+  maxApplyBatch: number;
+  /** A learner may be promoted when it is at most this many entries behind. */
+  promoteLagEntries: number;
+  /**
+   * Deliberately broken rules, for proving that the simulator catches them. Never set outside
+   * the mutation tests.
+   */
+  unsafe?: { commitPreviousTermByCounting?: boolean; grantSecondVote?: boolean; skipLeaseCheck?: boolean };
+}
+
+export const defaultRaftConfig: RaftConfig = {
+  electionTimeoutMinMs: 150,
+  maxInflight: 64,
+  maxEntriesPerMsg: 512,
+  maxBytesPerMsg: 1 << 20,
+  snapshotChunkBytes: 64 * 1024,
+  maxApplyBatch: 1024,
+  promoteLagEntries: 64,
+};
+
+export type ProposalError =
+  | { code: 'notLeader'; leader: NodeId | null }
+  | { code: 'transferring'; leader: NodeId | null }
+  | { code: 'badConfChange'; message: string };
+
+export interface ProposalOutcome {
+  id: number;
+  index?: number;
+  term?: number;
+  error?: ProposalError;
+}
+
+export interface ReadOutcome {
+  id: number;
+  index?: number;
+  error?: ProposalError;
+}
+
+/** What the node actor must do, in order: install snapshot, persist, send, apply. */
+export interface Ready {
+  snapshotToInstall: Snapshot | null;
+  snapshotToSave: Snapshot | null;
+  hardState: HardState | null;
+  entries: Entry[];
+  messages: RaftMessage[];
+  committed: Entry[];
+  proposals: ProposalOutcome[];
+  reads: ReadOutcome[];
+  resetElectionTimer: boolean;
+}
+
+export const emptyOut = (): Ready => ({
+  snapshotToInstall: null,
+  snapshotToSave: null,
+  hardState: null,
+  entries: [],
+  messages: [],
+  committed: [],
+  proposals: [],
+  reads: [],
+  resetElectionTimer: false,
+});
+
+export interface PendingRead {
+  id: number;
+  index: number;
+  round: number;
+}
+
+export interface IncomingSnapshot {
+  index: number;
+  term: number;
+  offset: number;
+  chunks: Uint8Array[];
+}
+
+/** All Raft state of one member: plain data, mutated only by the pure core's functions. */
+export interface RaftState {
+  id: NodeId;
+  cfg: RaftConfig;
+  role: Role;
+  term: number;
+  vote: NodeId | null;
+  leader: NodeId | null;
+  log: RaftLog;
+  bootstrapConf: ConfState;
+  conf: ConfState;
+  /** Index (and term) of the entry that set conf; 0 when it comes from a snapshot or bootstrap. */
+  confIndex: number;
+  confTerm: number;
+  snapshot: Snapshot | null;
+  incoming: IncomingSnapshot | null;
+  votes: Map<NodeId, boolean>;
+  progress: Map<NodeId, Progress>;
+  /** Local monotonic time of the event being handled. */
+  now: number;
+  leaderContactAt: number;
+  /** The next campaign was asked for by TimeoutNow: voters skip their lease check. */
+  campaignTransfer: boolean;
+  leadTransferee: NodeId | null;
+  transferDeadline: number;
+  /** Index of the leader's no-op; reads and conf changes wait until it commits. */
+  termStartIndex: number;
+  round: number;
+  readRoundPending: boolean;
+  reads: PendingRead[];
+  readsAwaitingCommit: number[];
+  needBroadcast: boolean;
+  commitBroadcast: boolean;
+  persisted: HardState;
+  out: Ready;
+}
+
+export function createRaftState(opts: {
+  id: NodeId;
+  cfg?: Partial<RaftConfig>;
+  bootstrap: ConfState;
+  hardState: HardState;
+  snapshot: Snapshot | null;
+  entries: Entry[];
+}): RaftState {
+  const snap = opts.snapshot;
+  const log = newLog(snap?.meta.index ?? 0, snap?.meta.term ?? 0, opts.entries);
+  const s: RaftState = {
+    id: opts.id,
+    cfg: { ...defaultRaftConfig, ...opts.cfg },
+    role: 'follower',
+    term: opts.hardState.term,
+    vote: opts.hardState.vote,
+    leader: null,
+    log,
+    bootstrapConf: opts.bootstrap,
+    conf: opts.bootstrap,
+    confIndex: 0,
+    confTerm: 0,
+    snapshot: snap,
+    incoming: null,
+    votes: new Map(),
+    progress: new Map(),
+    now: 0,
+    leaderContactAt: -Infinity,
+    campaignTransfer: false,
+    leadTransferee: null,
+    transferDeadline: 0,
+    termStartIndex: Number.MAX_SAFE_INTEGER,
+    round: 0,
+    readRoundPending: false,
+    reads: [],
+    readsAwaitingCommit: [],
+    needBroadcast: false,
+    commitBroadcast: false,
+    persisted: { ...opts.hardState },
+    out: emptyOut(),
+  };
+  // Entries loaded from disk are durable; commit may not exceed what we have.
+  log.committed = Math.min(Math.max(opts.hardState.commit, log.snapshotIndex), lastIndex(log));
+  refreshConf(s);
+  return s;
+}
+
+export const send = (s: RaftState, msg: RaftMessage): void => {
+  s.out.messages.push(msg);
+};
+
+export const others = (s: RaftState): NodeId[] => members(s.conf).filter((m) => m !== s.id);
+export const otherVoters = (s: RaftState): NodeId[] => s.conf.voters.filter((m) => m !== s.id);
+export const canCampaign = (s: RaftState): boolean => isVoter(s.conf, s.id);
+
+/** Recompute the configuration from the log if the entry that set it changed or a newer one arrived. */
+export function refreshConf(s: RaftState): void {
+  const cur = s.confIndex > s.log.snapshotIndex ? entryAt(s.log, s.confIndex) : undefined;
+  const stillValid = s.confIndex === 0 || (cur && cur.type === EntryType.ConfChange && cur.term === s.confTerm);
+  const newest = latestConfIn(s.log.entries);
+  if (stillValid && (!newest || newest.index <= s.confIndex)) return;
+  if (newest) {
+    s.conf = newest.conf;
+    s.confIndex = newest.index;
+    s.confTerm = entryAt(s.log, newest.index)!.term;
+  } else {
+    s.conf = s.snapshot?.meta.conf ?? s.bootstrapConf;
+    s.confIndex = 0;
+    s.confTerm = 0;
+  }
+  syncProgress(s);
+}
+
+/** Leader: keep one Progress per other member of the current configuration. */
+export function syncProgress(s: RaftState): void {
+  if (s.role !== 'leader') return;
+  const want = new Set(others(s));
+  for (const id of s.progress.keys()) if (!want.has(id)) s.progress.delete(id);
+  for (const id of want) {
+    if (!s.progress.has(id)) {
+      const pr = newProgress(id, lastIndex(s.log) + 1);
+      pr.recentActive = true;
+      s.progress.set(id, pr);
+    }
+  }
+}
+
+/** Configuration in force at a log index (for snapshot metadata). */
+export function confAt(s: RaftState, index: number): ConfState {
+  if (s.confIndex <= index) return s.conf;
+  for (let i = index; i > s.log.snapshotIndex; i--) {
+    const e = entryAt(s.log, i)!;
+    if (e.type === EntryType.ConfChange) return latestConfIn([e])!.conf;
+  }
+  return s.snapshot?.meta.conf ?? s.bootstrapConf;
+}
