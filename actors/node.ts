@@ -1,0 +1,410 @@
+import { createActor, type Actor } from 'xstate';
+import { raftMachine, type RaftEvent } from '../machines/raft.ts';
+import { lastIndex } from '../src/raft/log.ts';
+import type { Proposal } from '../src/raft/leader.ts';
+import { takeReady } from '../src/raft/ready.ts';
+import { createRaftState, type ProposalError, type RaftConfig, type RaftState, type Ready, type Role } from '../src/raft/state.ts';
+import type { StateMachine } from '../src/raft/state-machine.ts';
+import { EntryType, type ConfChange, type ConfState, type Entry, type NodeId } from '../src/raft/types.ts';
+import type { RaftStorage, RecoveryReport } from '../src/storage/types.ts';
+import { MembershipError, NodeStoppedError, NotLeaderError, OutcomeUnknownError, ProposalDroppedError } from '../src/errors.ts';
+import { silentLogger, type Clock, type Logger, type Transport } from './ports.ts';
+
+export interface RaftNodeOptions<R> {
+  id: NodeId;
+  /** Initial voters when the storage holds no configuration yet. */
+  bootstrap: ConfState;
+  storage: RaftStorage;
+  stateMachine: StateMachine<R>;
+  transport: Transport;
+  clock: Clock;
+  /** Seeded in the simulator; Math.random in production. Used only for election timeouts. */
+  random: () => number;
+  logger?: Logger;
+  raft?: Partial<RaftConfig>;
+  electionTimeoutMs?: { min: number; max: number };
+  heartbeatIntervalMs?: number;
+  /** Take a snapshot and compact once this many entries were applied since the last one. */
+  snapshotEveryEntries?: number;
+}
+
+export interface NodeStatus {
+  id: NodeId;
+  role: Role;
+  term: number;
+  leader: NodeId | null;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  snapshotIndex: number;
+  conf: ConfState;
+}
+
+export interface RoleChange {
+  at: number;
+  from: Role;
+  to: Role;
+  term: number;
+}
+
+interface Waiter<T> {
+  resolve(v: T): void;
+  reject(e: Error): void;
+}
+
+function proposalError(e: ProposalError): Error {
+  if (e.code === 'badConfChange') return new MembershipError(e.message);
+  return new NotLeaderError(e.leader, e.code === 'transferring' ? `leadership is being transferred to ${e.leader}` : undefined);
+}
+
+/**
+ * One Raft member: hosts the role machine and performs its effects in order — install snapshot,
+ * persist (fsync), send, apply — then resolves client promises. Events arriving while a persist
+ * is in flight queue up and are stepped together: that is the group commit.
+ */
+export class RaftNode<R = unknown> {
+  readonly id: NodeId;
+  private readonly o: RaftNodeOptions<R>;
+  private readonly log: Logger;
+  private raft!: RaftState;
+  private actor!: Actor<typeof raftMachine>;
+  private queue: RaftEvent[] = [];
+  private proposals: Proposal[] = [];
+  private readIds: number[] = [];
+  private nextId = 1;
+  private running = false;
+  private stopped = false;
+  private waitingProposals = new Map<number, Waiter<{ index: number; result: R }>>();
+  private byIndex = new Map<number, { id: number; term: number }>();
+  private waitingReads = new Map<number, Waiter<number>>();
+  private readsAtIndex: { index: number; id: number }[] = [];
+  private appliedIndex = 0;
+  private role: Role = 'follower';
+  private electionDeadline = Infinity;
+  private electionTimer: unknown = null;
+  private electionTimerAt = Infinity;
+  private heartbeatTimer: unknown = null;
+  private quorumTimer: unknown = null;
+  private lastSnapshotIndex = 0;
+  readonly transitions: RoleChange[] = [];
+  private listeners = new Set<(n: RaftNode<R>) => void>();
+  private applyListeners = new Set<(e: Entry, result: R | undefined) => void>();
+  recovery: RecoveryReport | null = null;
+  fatal: Error | null = null;
+
+  private constructor(o: RaftNodeOptions<R>) {
+    this.o = o;
+    this.id = o.id;
+    this.log = o.logger ?? silentLogger;
+  }
+
+  static async start<R>(o: RaftNodeOptions<R>): Promise<RaftNode<R>> {
+    const n = new RaftNode(o);
+    await n.init();
+    return n;
+  }
+
+  private async init(): Promise<void> {
+    const loaded = await this.o.storage.load();
+    this.recovery = loaded.report;
+    if (loaded.report.truncatedBytes > 0 || loaded.report.notes.length) this.log.warn({ report: loaded.report }, 'storage recovery');
+    if (loaded.snapshot) this.o.stateMachine.restore(loaded.snapshot.data);
+    this.raft = createRaftState({
+      id: this.id, cfg: this.o.raft, bootstrap: this.o.bootstrap,
+      hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries,
+    });
+    this.appliedIndex = this.raft.log.applied;
+    this.lastSnapshotIndex = this.raft.log.snapshotIndex;
+    // XState runs synchronously here: no delayed events, so send() returns after the whole macrostep.
+    this.actor = createActor(raftMachine, { input: { raft: this.raft } });
+    this.actor.start();
+    this.o.transport.listen((msg) => {
+      if (msg.to === this.id) this.enqueue({ type: 'MSG', msg, now: 0 });
+    });
+    this.armElection();
+    this.kick();
+  }
+
+  // ---- public API -------------------------------------------------------------------------
+
+  /** Replicate a command; resolves with the state machine's result once applied here. */
+  propose(data: Uint8Array): Promise<{ index: number; result: R }> {
+    return this.submit({ id: this.nextId++, data });
+  }
+
+  changeMembership(change: ConfChange): Promise<{ index: number; result: R }> {
+    return this.submit({ id: this.nextId++, change });
+  }
+
+  /** Linearizable read barrier (ReadIndex): resolves with an index once it is applied here. */
+  readIndex(): Promise<number> {
+    if (this.stopped) return Promise.reject(new NodeStoppedError(this.id));
+    const id = this.nextId++;
+    const p = new Promise<number>((resolve, reject) => this.waitingReads.set(id, { resolve, reject }));
+    this.readIds.push(id);
+    this.kick();
+    return p;
+  }
+
+  transferLeadership(target: NodeId): void {
+    this.enqueue({ type: 'TRANSFER_LEADER', target, now: 0 });
+  }
+
+  status(): NodeStatus {
+    const s = this.raft;
+    return {
+      id: this.id, role: this.role, term: s.term, leader: s.leader, commitIndex: s.log.committed,
+      appliedIndex: this.appliedIndex, lastIndex: lastIndex(s.log), snapshotIndex: s.log.snapshotIndex, conf: s.conf,
+    };
+  }
+
+  /** The live role machine (for the dashboard's state chart). */
+  get machine(): Actor<typeof raftMachine> {
+    return this.actor;
+  }
+
+  /** Read-only view of the Raft state, for tests and the simulator's invariant checks. */
+  get state(): Readonly<RaftState> {
+    return this.raft;
+  }
+
+  onChange(fn: (n: RaftNode<R>) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  onApply(fn: (e: Entry, result: R | undefined) => void): () => void {
+    this.applyListeners.add(fn);
+    return () => this.applyListeners.delete(fn);
+  }
+
+  /** Clean stop: no more events; pending callers get NodeStoppedError. */
+  async stop(): Promise<void> {
+    this.halt();
+    await this.o.storage.close();
+  }
+
+  /** Stop at once without touching storage again (the simulator's crash). */
+  halt(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.clearTimers();
+    this.o.transport.close();
+    this.actor?.stop();
+    const err = new NodeStoppedError(this.id);
+    for (const w of this.waitingProposals.values()) w.reject(err);
+    for (const w of this.waitingReads.values()) w.reject(err);
+    this.waitingProposals.clear();
+    this.waitingReads.clear();
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  // ---- the loop ---------------------------------------------------------------------------
+
+  private submit(p: Proposal): Promise<{ index: number; result: R }> {
+    if (this.stopped) return Promise.reject(new NodeStoppedError(this.id));
+    const promise = new Promise<{ index: number; result: R }>((resolve, reject) => this.waitingProposals.set(p.id, { resolve, reject }));
+    this.proposals.push(p);
+    this.kick();
+    return promise;
+  }
+
+  private enqueue(ev: RaftEvent): void {
+    if (this.stopped) return;
+    this.queue.push(ev);
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    queueMicrotask(() => void this.loop());
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (!this.stopped && (this.queue.length || this.proposals.length || this.readIds.length)) {
+        const now = this.o.clock.now();
+        const events = this.queue;
+        this.queue = [];
+        for (const ev of events) {
+          ev.now = now;
+          this.actor.send(ev);
+        }
+        if (this.proposals.length) {
+          const proposals = this.proposals;
+          this.proposals = [];
+          this.actor.send({ type: 'PROPOSE', proposals, now });
+        }
+        if (this.readIds.length) {
+          const ids = this.readIds;
+          this.readIds = [];
+          this.actor.send({ type: 'READ_INDEX', ids, now });
+        }
+        const err = this.actor.getSnapshot().error;
+        if (err) throw err;
+        await this.perform(takeReady(this.raft));
+      }
+    } catch (e) {
+      this.fatal = e as Error;
+      this.log.error({ err: e, node: this.id }, 'raft node failed; stopping');
+      this.halt();
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async perform(rd: Ready): Promise<void> {
+    const { storage, stateMachine, transport } = this.o;
+    if (rd.snapshotToInstall) {
+      const snap = rd.snapshotToInstall;
+      await storage.saveSnapshot(snap, { discardLog: true });
+      if (this.stopped) return;
+      stateMachine.restore(snap.data);
+      this.appliedIndex = snap.meta.index;
+      this.lastSnapshotIndex = snap.meta.index;
+      for (const [index, p] of this.byIndex) {
+        if (index <= snap.meta.index) this.settle(index, p, new OutcomeUnknownError(`entry ${index} was covered by a snapshot from the leader`));
+      }
+    }
+    if (rd.snapshotToSave) {
+      await storage.saveSnapshot(rd.snapshotToSave, { discardLog: false });
+      if (this.stopped) return;
+    }
+    if (rd.hardState || rd.entries.length) {
+      await storage.persist({ hardState: rd.hardState ?? undefined, entries: rd.entries });
+      if (this.stopped) return;
+    }
+    for (const m of rd.messages) transport.send(m);
+    for (const p of rd.proposals) {
+      if (p.error) {
+        this.waitingProposals.get(p.id)?.reject(proposalError(p.error));
+        this.waitingProposals.delete(p.id);
+      } else {
+        this.byIndex.set(p.index!, { id: p.id, term: p.term! });
+      }
+    }
+    for (const e of rd.committed) this.apply(e);
+    for (const r of rd.reads) {
+      if (r.error) {
+        this.waitingReads.get(r.id)?.reject(proposalError(r.error));
+        this.waitingReads.delete(r.id);
+      } else this.readsAtIndex.push({ index: r.index!, id: r.id });
+    }
+    this.releaseReads();
+    this.afterStep(rd);
+  }
+
+  private apply(e: Entry): void {
+    let result: R | undefined;
+    if (e.type === EntryType.Command) result = this.o.stateMachine.apply(e);
+    this.appliedIndex = e.index;
+    const p = this.byIndex.get(e.index);
+    if (p) {
+      if (p.term === e.term) {
+        this.byIndex.delete(e.index);
+        this.waitingProposals.get(p.id)?.resolve({ index: e.index, result: result as R });
+        this.waitingProposals.delete(p.id);
+      } else this.settle(e.index, p, new ProposalDroppedError(e.index));
+    }
+    for (const fn of this.applyListeners) fn(e, result);
+  }
+
+  private settle(index: number, p: { id: number }, err: Error): void {
+    this.byIndex.delete(index);
+    this.waitingProposals.get(p.id)?.reject(err);
+    this.waitingProposals.delete(p.id);
+  }
+
+  private releaseReads(): void {
+    if (!this.readsAtIndex.length) return;
+    const keep: { index: number; id: number }[] = [];
+    for (const r of this.readsAtIndex) {
+      if (r.index <= this.appliedIndex) {
+        this.waitingReads.get(r.id)?.resolve(r.index);
+        this.waitingReads.delete(r.id);
+      } else keep.push(r);
+    }
+    this.readsAtIndex = keep;
+  }
+
+  private afterStep(rd: Ready): void {
+    const role = this.actor.getSnapshot().value as Role;
+    if (role !== this.role) {
+      const change = { at: this.o.clock.now(), from: this.role, to: role, term: this.raft.term };
+      this.transitions.push(change);
+      if (this.transitions.length > 100) this.transitions.shift();
+      this.log.info({ node: this.id, ...change }, 'role change');
+      this.role = role;
+      this.onRoleChange(role);
+    }
+    if (rd.resetElectionTimer) this.armElection();
+    const every = this.o.snapshotEveryEntries ?? 10_000;
+    if (this.appliedIndex - this.lastSnapshotIndex >= every) {
+      this.lastSnapshotIndex = this.appliedIndex;
+      this.enqueue({ type: 'COMPACT', index: this.appliedIndex, data: this.o.stateMachine.snapshot(), now: 0 });
+    }
+    for (const fn of this.listeners) fn(this);
+  }
+
+  // ---- timers -----------------------------------------------------------------------------
+
+  private get electionMin(): number {
+    return this.o.electionTimeoutMs?.min ?? 150;
+  }
+
+  private armElection(): void {
+    const max = this.o.electionTimeoutMs?.max ?? 300;
+    const now = this.o.clock.now();
+    this.electionDeadline = now + this.electionMin + this.o.random() * (max - this.electionMin);
+    if (this.electionTimer === null || this.electionTimerAt > this.electionDeadline) this.scheduleElection();
+  }
+
+  private scheduleElection(): void {
+    const { clock } = this.o;
+    if (this.electionTimer !== null) clock.clearTimeout(this.electionTimer);
+    const delay = Math.max(0, this.electionDeadline - clock.now());
+    this.electionTimerAt = clock.now() + delay;
+    this.electionTimer = clock.setTimeout(() => {
+      this.electionTimer = null;
+      if (this.stopped) return;
+      if (clock.now() < this.electionDeadline) return this.scheduleElection();
+      if (this.role !== 'leader') this.enqueue({ type: 'ELECTION_TIMEOUT', now: 0 });
+      this.armElection();
+    }, delay);
+  }
+
+  private onRoleChange(role: Role): void {
+    const { clock } = this.o;
+    if (role === 'leader' && this.heartbeatTimer === null) {
+      const hb = this.o.heartbeatIntervalMs ?? 50;
+      const beat = () => {
+        this.heartbeatTimer = clock.setTimeout(beat, hb);
+        this.enqueue({ type: 'HEARTBEAT_TIMEOUT', now: 0 });
+      };
+      this.heartbeatTimer = clock.setTimeout(beat, hb);
+      const check = () => {
+        this.quorumTimer = clock.setTimeout(check, this.electionMin);
+        this.enqueue({ type: 'CHECK_QUORUM', now: 0 });
+      };
+      this.quorumTimer = clock.setTimeout(check, this.electionMin);
+    } else if (role !== 'leader') {
+      this.clearLeaderTimers();
+    }
+  }
+
+  private clearLeaderTimers(): void {
+    if (this.heartbeatTimer !== null) this.o.clock.clearTimeout(this.heartbeatTimer);
+    if (this.quorumTimer !== null) this.o.clock.clearTimeout(this.quorumTimer);
+    this.heartbeatTimer = this.quorumTimer = null;
+  }
+
+  private clearTimers(): void {
+    this.clearLeaderTimers();
+    if (this.electionTimer !== null) this.o.clock.clearTimeout(this.electionTimer);
+    this.electionTimer = null;
+  }
+}

@@ -1,0 +1,39 @@
+/** Typed errors carrying what a caller needs to act on them. */
+export class NotLeaderError extends Error {
+  override name = 'NotLeaderError';
+  constructor(readonly leader: string | null, message = leader ? `not the leader; try ${leader}` : 'not the leader; leader unknown') {
+    super(message);
+  }
+}
+
+/** The entry was replaced by another leader's entry at the same index: it was not applied. */
+export class ProposalDroppedError extends Error {
+  override name = 'ProposalDroppedError';
+  constructor(readonly index: number) {
+    super(`proposal at index ${index} was overwritten by a new leader; it did not take effect`);
+  }
+}
+
+/** The outcome cannot be known here (e.g. a snapshot covered it): the caller must check. */
+export class OutcomeUnknownError extends Error {
+  override name = 'OutcomeUnknownError';
+}
+
+export class MembershipError extends Error {
+  override name = 'MembershipError';
+}
+
+export class NodeStoppedError extends Error {
+  override name = 'NodeStoppedError';
+  constructor(readonly id: string) {
+    super(`node ${id} is stopped`);
+  }
+}
+
+export class TimeoutError extends Error {
+  override name = 'TimeoutError';
+}
+
+export class NoQuorumError extends Error {
+  override name = 'NoQuorumError';
+}

@@ -1,0 +1,40 @@
+import { runSimulation, type SimResult } from './sim.ts';
+
+/**
+ * npm run sim -- --seeds 1000 [--from 1]      run many seeds, print a JSON summary
+ * npm run sim -- --seed 42 --trace             replay one seed with a readable trace
+ */
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+const has = (name: string) => process.argv.includes(`--${name}`);
+
+async function main(): Promise<void> {
+  const one = arg('seed');
+  if (one !== undefined) {
+    const r = await runSimulation({ seed: Number(one), trace: has('trace') ? (l) => console.log(l) : undefined });
+    console.log(JSON.stringify(r));
+    process.exitCode = r.ok ? 0 : 1;
+    return;
+  }
+  const count = Number(arg('seeds') ?? 100);
+  const from = Number(arg('from') ?? 1);
+  const started = performance.now();
+  const failures: SimResult[] = [];
+  let events = 0;
+  for (let seed = from; seed < from + count; seed++) {
+    const r = await runSimulation({ seed });
+    events += r.events;
+    if (!r.ok) {
+      failures.push(r);
+      console.error(`seed ${seed} FAILED: ${r.error}  (replay: npm run sim -- --seed ${seed} --trace)`);
+    }
+    if ((seed - from + 1) % 500 === 0) console.error(`${seed - from + 1}/${count} seeds`);
+  }
+  const secs = (performance.now() - started) / 1000;
+  console.log(JSON.stringify({ seeds: count, failed: failures.length, seconds: +secs.toFixed(1), seedsPerSecond: +(count / secs).toFixed(1), events }));
+  process.exitCode = failures.length ? 1 : 0;
+}
+
+void main();

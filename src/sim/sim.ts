@@ -1,0 +1,406 @@
+import { RaftNode } from '../../actors/node.ts';
+import { checkLinearizability, type HistoryOp, type RegisterOp } from '../check/linearizability.ts';
+import type { RaftConfig } from '../raft/state.ts';
+import { encodeKvCommand, KvStateMachine, type KvResult } from '../sm/kv.ts';
+import { DiskRaftStorage } from '../storage/raft-storage.ts';
+import { SimFileSystem } from '../storage/sim-fs.ts';
+import { NotLeaderError } from '../errors.ts';
+import { InvariantViolation, SafetyChecker } from './invariants.ts';
+import { SimNetwork } from './network.ts';
+import { createRng, type Rng } from './rng.ts';
+import { NodeClock, Scheduler } from './scheduler.ts';
+
+export interface SimOptions {
+  seed: number;
+  nodes?: number;
+  clients?: number;
+  faultMs?: number;
+  /** After healing, a leader must commit a write and all client operations must end within this. */
+  livenessMs?: number;
+  trace?: (line: string) => void;
+  raft?: Partial<RaftConfig>;
+}
+
+export interface SimResult {
+  seed: number;
+  ok: boolean;
+  error?: string;
+  nodes: number;
+  virtualMs: number;
+  events: number;
+  messages: number;
+  ops: number;
+  okOps: number;
+  faults: number;
+  elections: number;
+  commitIndex: number;
+  snapshotsInstalled: number;
+  crashes: number;
+}
+
+interface SimMember {
+  id: string;
+  fs: SimFileSystem;
+  clock: NodeClock;
+  node: RaftNode<KvResult> | null;
+  sm: KvStateMachine | null;
+  slowDisk: boolean;
+  restarting: boolean;
+}
+
+const ELECTION = { min: 150, max: 300 };
+const drain = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** One seeded run: N members on simulated disks and network, clients, a fault schedule, checks. */
+export async function runSimulation(o: SimOptions): Promise<SimResult> {
+  const rng = createRng(o.seed);
+  const n = o.nodes ?? rng.pick([3, 3, 5]);
+  const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
+  const sched = new Scheduler();
+  const net = new SimNetwork(sched, rng.fork());
+  const safety = new SafetyChecker();
+  const trace = o.trace;
+  const log = (s: string) => trace?.(`${(sched.now / 1000).toFixed(3).padStart(8)}s ${s}`);
+  const history: HistoryOp[] = [];
+  const stats = { faults: 0, elections: 0, snapshots: 0, crashes: 0 };
+  let failure: Error | null = null;
+  const fail = (e: unknown) => {
+    failure ??= e instanceof Error ? e : new Error(String(e));
+  };
+  if (trace) net.onDeliver = (m) => log(`${m.from} -> ${m.to} ${describe(m)}`);
+
+  const members: SimMember[] = ids.map((id) => {
+    const diskRng = rng.fork();
+    const m: SimMember = { id, fs: null!, clock: new NodeClock(sched), node: null, sm: null, slowDisk: false, restarting: false };
+    m.fs = new SimFileSystem({
+      schedule: (ms, fn) => void sched.after(ms, fn),
+      syncDelayMs: () => (m.slowDisk ? 5 + diskRng() * 40 : 0),
+    });
+    return m;
+  });
+
+  async function boot(m: SimMember): Promise<void> {
+    const sm = new KvStateMachine();
+    const storage = new DiskRaftStorage({ fs: m.fs, dir: `/data/${m.id}` });
+    const node = await RaftNode.start<KvResult>({
+      id: m.id, bootstrap: { voters: ids, learners: [] }, storage, stateMachine: sm, transport: net.transport(m.id),
+      clock: m.clock, random: rng.fork(), electionTimeoutMs: ELECTION, heartbeatIntervalMs: 50,
+      snapshotEveryEntries: 40, raft: { snapshotChunkBytes: 256, maxEntriesPerMsg: 16, maxInflight: 8, ...o.raft },
+    });
+    if (node.recovery && node.recovery.truncatedBytes > 0) log(`${m.id} recovery truncated ${node.recovery.truncatedBytes} bytes`);
+    safety.onRestore(m.id, node.status().appliedIndex);
+    let role = node.status().role;
+    node.onChange((x) => {
+      const st = x.status();
+      if (st.role !== role) {
+        log(`${m.id} ${role} -> ${st.role} term ${st.term}`);
+        role = st.role;
+        if (st.role === 'leader') {
+          stats.elections++;
+          try {
+            safety.onLeader(m.id, st.term);
+            safety.checkLeaderLog(m.id, x.state);
+          } catch (e) {
+            fail(e);
+          }
+        }
+      }
+      if (x.fatal) fail(x.fatal);
+    });
+    let lastApplied = node.status().appliedIndex;
+    node.onApply((e) => {
+      try {
+        if (e.index !== lastApplied + 1) {
+          // A snapshot from the leader moved us forward.
+          safety.onRestore(m.id, e.index - 1);
+          stats.snapshots++;
+        }
+        lastApplied = e.index;
+        safety.onApply(m.id, e);
+      } catch (err) {
+        fail(err);
+      }
+    });
+    m.node = node;
+    m.sm = sm;
+  }
+
+  function crash(m: SimMember): void {
+    if (!m.node) return;
+    log(`FAULT crash ${m.id}`);
+    stats.crashes++;
+    m.node.halt();
+    m.node = null;
+    m.sm = null;
+    m.fs.crash(rng);
+  }
+
+  async function restart(m: SimMember): Promise<void> {
+    if (m.node || m.restarting) return;
+    m.restarting = true;
+    log(`FAULT restart ${m.id}`);
+    try {
+      await boot(m);
+    } catch (e) {
+      fail(e);
+    } finally {
+      m.restarting = false;
+    }
+  }
+
+  // ---- clients: put/append/get with sessions, retries and a recorded history ----
+  const keys = ['a', 'b', 'c'];
+  let opId = 0;
+  let stopClients = false;
+  let activeOps = 0;
+  const clients = o.clients ?? 3;
+
+  async function call<T>(fn: (m: SimMember) => Promise<T> | undefined, timeoutMs: number, prefer: { leader: string }): Promise<T> {
+    const deadline = sched.now + timeoutMs;
+    let attempt = 0;
+    for (;;) {
+      const target = members.find((x) => x.id === prefer.leader && x.node) ?? rng.pick(members);
+      const p = target.node ? fn(target) : undefined;
+      let outcome: { ok: true; v: T } | { ok: false; e: unknown };
+      if (!p) outcome = { ok: false, e: new Error('down') };
+      else {
+        outcome = await new Promise((resolve) => {
+          const t = sched.after(Math.min(500, Math.max(1, deadline - sched.now)), () => resolve({ ok: false, e: new Error('timeout') }));
+          p.then((v) => ((t.cancelled = true), resolve({ ok: true, v })), (e) => ((t.cancelled = true), resolve({ ok: false, e })));
+        });
+      }
+      if (outcome.ok) return outcome.v;
+      const e = outcome.e;
+      if (e instanceof NotLeaderError && e.leader) prefer.leader = e.leader;
+      else prefer.leader = rng.pick(ids);
+      if (sched.now >= deadline) throw e;
+      attempt++;
+      await new Promise<void>((r) => sched.after(10 + Math.min(attempt, 5) * 10, r));
+    }
+  }
+
+  async function client(c: number): Promise<void> {
+    const name = `c${c}`;
+    let seq = 0;
+    const prefer = { leader: ids[0]! };
+    while (!stopClients) {
+      const key = rng.pick(keys);
+      const kind = rng.int(0, 9);
+      const id = opId++;
+      activeOps++;
+      if (kind < 4) {
+        const value = `${name}.${id}`;
+        const op: RegisterOp = kind < 2 ? { type: 'put', value } : { type: 'append', value: `,${value}` };
+        const rec: HistoryOp = { id, client: name, key, op, invokeAt: sched.now, completeAt: null, status: 'info' };
+        history.push(rec);
+        const cmd = encodeKvCommand(op.type === 'put'
+          ? { op: 'put', key, value, session: { client: name, seq: ++seq } }
+          : { op: 'append', key, value: `,${value}`, session: { client: name, seq: ++seq } });
+        try {
+          const r = await call((m) => m.node?.propose(cmd), 3000, prefer);
+          if (r.result.ok) {
+            rec.status = 'ok';
+            rec.completeAt = sched.now;
+            if (op.type === 'append') rec.result = (r.result as { value: string }).value;
+          }
+        } catch {
+          /* outcome unknown: stays info */
+        }
+      } else {
+        const rec: HistoryOp = { id, client: name, key, op: { type: 'get' }, invokeAt: sched.now, completeAt: null, status: 'fail' };
+        history.push(rec);
+        try {
+          const value = await call(async (m) => {
+            await m.node!.readIndex();
+            if (!m.sm) throw new Error('down');
+            return m.sm.get(key);
+          }, 1500, prefer);
+          rec.status = 'ok';
+          rec.completeAt = sched.now;
+          rec.result = value;
+        } catch {
+          /* a failed read has no effect */
+        }
+      }
+      activeOps--;
+      await new Promise<void>((r) => sched.after(rng.int(0, 30), r));
+    }
+  }
+
+  // ---- faults ----
+  const faultMs = o.faultMs ?? 3000;
+  function scheduleFaults(): void {
+    let t = 300;
+    while (t < faultMs) {
+      const at = t;
+      const kind = rng.int(0, 11);
+      const victim = rng.pick(members);
+      sched.at(at, () => {
+        stats.faults++;
+        switch (kind) {
+          case 0:
+          case 1: {
+            crash(victim);
+            sched.after(rng.int(50, 1500), () => void restart(victim));
+            break;
+          }
+          case 2: {
+            const k = rng.int(1, Math.floor(n / 2));
+            const shuffled = [...ids].sort(() => rng() - 0.5);
+            const a = shuffled.slice(0, k);
+            const b = shuffled.slice(k);
+            log(`FAULT partition [${a}] | [${b}]`);
+            net.partition(a, b);
+            break;
+          }
+          case 3: {
+            const to = rng.pick(ids.filter((x) => x !== victim.id));
+            log(`FAULT cut ${victim.id} -> ${to}`);
+            net.cutLink(victim.id, to);
+            break;
+          }
+          case 4:
+          case 5:
+            log('FAULT heal network');
+            net.heal();
+            break;
+          case 6:
+            net.faults = { dropRate: rng() * 0.3, duplicateRate: rng() * 0.2, minDelayMs: 0.1, maxDelayMs: rng.int(1, 60) };
+            log(`FAULT network ${JSON.stringify(net.faults)}`);
+            break;
+          case 7:
+            victim.slowDisk = !victim.slowDisk;
+            log(`FAULT ${victim.id} slow disk ${victim.slowDisk}`);
+            break;
+          case 8:
+            victim.clock.setRate(rng.pick([1, 1.5, 2, 4]));
+            log(`FAULT ${victim.id} clock rate ${victim.clock.rate}`);
+            break;
+          case 9: {
+            const ms = rng.int(100, 5000);
+            victim.clock.jump(ms);
+            log(`FAULT ${victim.id} clock jumps ${ms}ms`);
+            break;
+          }
+          case 10: {
+            const leader = members.find((x) => x.node?.status().role === 'leader');
+            const to = rng.pick(ids);
+            if (leader?.node) {
+              log(`FAULT transfer leadership ${leader.id} -> ${to}`);
+              leader.node.transferLeadership(to);
+            }
+            break;
+          }
+          default:
+            break;
+        }
+      });
+      t += rng.int(50, 600);
+    }
+  }
+
+  function healAll(): void {
+    log('HEAL everything');
+    net.heal();
+    net.faults = { dropRate: 0, duplicateRate: 0, minDelayMs: 0.2, maxDelayMs: 2 };
+    for (const m of members) {
+      m.slowDisk = false;
+      m.clock.setRate(1);
+      if (!m.node) void restart(m);
+    }
+  }
+
+  // ---- run ----
+  const livenessMs = o.livenessMs ?? 6000;
+  let events = 0;
+  async function runUntil(time: number, stop?: () => boolean): Promise<void> {
+    while (!failure && !(stop?.())) {
+      if (!sched.step(time)) break;
+      events++;
+      await drain();
+    }
+    if (sched.now < time && !stop?.()) sched.now = time;
+  }
+
+  try {
+    for (const m of members) await boot(m);
+    scheduleFaults();
+    for (let c = 0; c < clients; c++) void client(c);
+    await runUntil(faultMs);
+    healAll();
+    const healedAt = sched.now;
+    await runUntil(healedAt + 50);
+    stopClients = true;
+    // Liveness: after healing, a leader commits a fresh write and every client op finishes.
+    let committed = false;
+    const probe = async () => {
+      const prefer = { leader: ids[0]! };
+      await call((m) => m.node?.propose(encodeKvCommand({ op: 'put', key: 'probe', value: 'p' })), livenessMs, prefer);
+      committed = true;
+    };
+    void probe().catch(() => undefined);
+    await runUntil(healedAt + livenessMs, () => committed && activeOps === 0);
+    if (!failure && !committed) fail(new InvariantViolation(`liveness: no write committed within ${livenessMs}ms after healing`));
+    if (!failure && activeOps) fail(new InvariantViolation(`liveness: ${activeOps} client operations still pending`));
+    // Convergence: every member applies everything committed.
+    const target = Math.max(...members.map((m) => m.node?.status().commitIndex ?? 0));
+    await runUntil(sched.now + livenessMs, () => members.every((m) => (m.node?.status().appliedIndex ?? 0) >= target));
+    if (!failure) {
+      const lagging = members.filter((m) => (m.node?.status().appliedIndex ?? 0) < target);
+      if (lagging.length) fail(new InvariantViolation(`liveness: ${lagging.map((m) => m.id)} did not catch up to ${target}`));
+    }
+    if (!failure) {
+      safety.checkLogMatching(members.filter((m) => m.node).map((m) => ({ id: m.id, state: m.node!.state })));
+      const digests = new Set(members.map((m) => m.sm!.appliedDigest()));
+      if (digests.size !== 1) fail(new InvariantViolation('state machines diverged after convergence'));
+    }
+    if (!failure) {
+      // Final reads of every key complete the history: an acknowledged write that was lost shows here.
+      for (const key of keys) {
+        const leader = members.find((m) => m.node?.status().role === 'leader') ?? members[0]!;
+        history.push({ id: opId++, client: 'final', key, op: { type: 'get' }, invokeAt: sched.now, completeAt: sched.now + 0.001, status: 'ok', result: leader.sm!.get(key) });
+      }
+      const lin = checkLinearizability(history);
+      if (lin.ok === false) fail(new InvariantViolation(`linearizability: key ${lin.key}: ${lin.reason}`));
+    }
+  } catch (e) {
+    fail(e);
+  } finally {
+    for (const m of members) m.node?.halt();
+  }
+  return {
+    seed: o.seed,
+    ok: !failure,
+    error: failure ? `${(failure as Error).name}: ${(failure as Error).message}` : undefined,
+    nodes: n,
+    virtualMs: Math.round(sched.now),
+    events,
+    messages: net.sent,
+    ops: history.length,
+    okOps: history.filter((h) => h.status === 'ok').length,
+    faults: stats.faults,
+    elections: stats.elections,
+    commitIndex: Math.max(...members.map((m) => m.node?.status().commitIndex ?? 0)),
+    snapshotsInstalled: stats.snapshots,
+    crashes: stats.crashes,
+  };
+}
+
+function describe(m: import('../raft/messages.ts').RaftMessage): string {
+  switch (m.type) {
+    case 'vote':
+      return `${m.pre ? 'PreVote' : 'Vote'} t${m.term} last=${m.lastLogIndex}/${m.lastLogTerm}`;
+    case 'voteResp':
+      return `${m.pre ? 'PreVote' : 'Vote'}Resp t${m.term} ${m.granted ? 'granted' : 'denied'}`;
+    case 'append':
+      return `Append t${m.term} prev=${m.prevLogIndex}/${m.prevLogTerm} n=${m.entries.length} commit=${m.commit}`;
+    case 'appendResp':
+      return `AppendResp t${m.term} ${m.success ? `ok match=${m.matchIndex}` : `reject ${m.matchIndex} hint=${m.conflictIndex}/${m.conflictTerm}`}`;
+    case 'snapshot':
+      return `Snapshot t${m.term} idx=${m.meta.index} off=${m.offset} len=${m.data.length}${m.done ? ' done' : ''}`;
+    case 'snapshotResp':
+      return `SnapshotResp t${m.term} idx=${m.snapshotIndex} next=${m.nextOffset}${m.installed ? ' installed' : ''}${m.rejected ? ' rejected' : ''}`;
+    case 'timeoutNow':
+      return `TimeoutNow t${m.term}`;
+  }
+}
