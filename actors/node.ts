@@ -371,7 +371,8 @@ export class RaftNode<R = unknown> {
     this.electionTimer = clock.setTimeout(() => {
       this.electionTimer = null;
       if (this.stopped) return;
-      if (clock.now() < this.electionDeadline) return this.scheduleElection();
+      // Tolerance: clocks with a rate may land a hair short of the deadline in floating point.
+      if (clock.now() < this.electionDeadline - 0.01) return this.scheduleElection();
       if (this.role !== 'leader') this.enqueue({ type: 'ELECTION_TIMEOUT', now: 0 });
       this.armElection();
     }, delay);

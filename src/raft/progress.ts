@@ -42,9 +42,9 @@ export function newProgress(id: NodeId, next: number): Progress {
 }
 
 export function becomeProbe(pr: Progress): void {
+  // Restart from what is known to match: optimistic sends past it may have been lost.
+  pr.next = pr.state === 'snapshot' ? Math.max(pr.match, pr.snapshotIndex) + 1 : pr.match + 1;
   pr.state = 'probe';
-  pr.next = Math.max(pr.next, pr.match + 1);
-  if (pr.snapshotIndex > 0) pr.next = Math.max(pr.next, pr.snapshotIndex + 1);
   pr.snapshotIndex = 0;
   pr.snapshotOffset = 0;
   pr.probeSent = false;

@@ -20,7 +20,13 @@ export interface RaftConfig {
    * Deliberately broken rules, for proving that the simulator catches them. Never set outside
    * the mutation tests.
    */
-  unsafe?: { commitPreviousTermByCounting?: boolean; grantSecondVote?: boolean; skipLeaseCheck?: boolean };
+  unsafe?: {
+    commitPreviousTermByCounting?: boolean;
+    grantSecondVote?: boolean;
+    skipLeaseCheck?: boolean;
+    skipUpToDateCheck?: boolean;
+    noNoopAtTermStart?: boolean;
+  };
 }
 
 export const defaultRaftConfig: RaftConfig = {

@@ -1,3 +1,4 @@
+import type { RaftConfig } from '../raft/state.ts';
 import { runSimulation, type SimResult } from './sim.ts';
 
 /**
@@ -10,10 +11,25 @@ function arg(name: string): string | undefined {
 }
 const has = (name: string) => process.argv.includes(`--${name}`);
 
+/** --mutate NAME breaks one Raft rule on purpose, to show the simulator catches it. */
+const MUTATIONS: Record<string, RaftConfig['unsafe']> = {
+  commitPreviousTerm: { commitPreviousTermByCounting: true },
+  secondVote: { grantSecondVote: true },
+  noLease: { skipLeaseCheck: true },
+  noUpToDateCheck: { skipUpToDateCheck: true },
+  commitPreviousTermNoNoop: { commitPreviousTermByCounting: true, noNoopAtTermStart: true },
+};
+const mutation = arg('mutate');
+if (mutation && !MUTATIONS[mutation]) {
+  console.error(`unknown mutation ${mutation}; one of ${Object.keys(MUTATIONS).join(', ')}`);
+  process.exit(2);
+}
+const raft = mutation ? { unsafe: MUTATIONS[mutation] } : undefined;
+
 async function main(): Promise<void> {
   const one = arg('seed');
   if (one !== undefined) {
-    const r = await runSimulation({ seed: Number(one), trace: has('trace') ? (l) => console.log(l) : undefined });
+    const r = await runSimulation({ seed: Number(one), raft, trace: has('trace') ? (l) => console.log(l) : undefined });
     console.log(JSON.stringify(r));
     process.exitCode = r.ok ? 0 : 1;
     return;
@@ -24,7 +40,7 @@ async function main(): Promise<void> {
   const failures: SimResult[] = [];
   let events = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const r = await runSimulation({ seed });
+    const r = await runSimulation({ seed, raft });
     events += r.events;
     if (!r.ok) {
       failures.push(r);

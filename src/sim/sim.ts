@@ -81,7 +81,7 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
 
   async function boot(m: SimMember): Promise<void> {
     const sm = new KvStateMachine();
-    const storage = new DiskRaftStorage({ fs: m.fs, dir: `/data/${m.id}` });
+    const storage = new DiskRaftStorage({ fs: m.fs.session(), dir: `/data/${m.id}` });
     const node = await RaftNode.start<KvResult>({
       id: m.id, bootstrap: { voters: ids, learners: [] }, storage, stateMachine: sm, transport: net.transport(m.id),
       clock: m.clock, random: rng.fork(), electionTimeoutMs: ELECTION, heartbeatIntervalMs: 50,
@@ -313,10 +313,15 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
   // ---- run ----
   const livenessMs = o.livenessMs ?? 6000;
   let events = 0;
+  let sameTimeEvents = 0;
+  let lastTime = -1;
   async function runUntil(time: number, stop?: () => boolean): Promise<void> {
     while (!failure && !(stop?.())) {
       if (!sched.step(time)) break;
       events++;
+      sameTimeEvents = sched.now === lastTime ? sameTimeEvents + 1 : 0;
+      lastTime = sched.now;
+      if (sameTimeEvents > 100_000) fail(new InvariantViolation(`runaway: 100000 events at virtual time ${sched.now}`));
       await drain();
     }
     if (sched.now < time && !stop?.()) sched.now = time;
