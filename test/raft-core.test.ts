@@ -1,0 +1,79 @@
+import test from 'ava';
+import fc from 'fast-check';
+import { createActor } from 'xstate';
+import { raftMachine } from '../machines/raft.ts';
+import { appendEntries, appendFromLeader, isUpToDate, lastIndex, newLog, termAt } from '../src/raft/log.ts';
+import { quorumIndex } from '../src/raft/quorum.ts';
+import { takeReady } from '../src/raft/ready.ts';
+import { createRaftState } from '../src/raft/state.ts';
+import { EntryType, type Entry } from '../src/raft/types.ts';
+
+const entry = (index: number, term: number): Entry => ({ index, term, type: EntryType.Command, data: new Uint8Array([index]) });
+
+test('quorumIndex is the highest index a majority has', (t) => {
+  const m: Record<string, number> = { a: 5, b: 3, c: 9 };
+  t.is(quorumIndex(['a', 'b', 'c'], (id) => m[id]!), 5);
+  t.is(quorumIndex(['a', 'b', 'c', 'd', 'e'], (id) => ({ a: 1, b: 2, c: 3, d: 4, e: 5 })[id]!), 3);
+});
+
+test('appendFromLeader keeps matching entries and truncates at the first conflict', (t) => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 12 }), fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 12 }), fc.nat(12), (ours, theirs, cut) => {
+      const mono = (xs: number[]) => xs.reduce<number[]>((acc, x) => [...acc, Math.max(x, acc.at(-1) ?? 1)], []);
+      const a = mono(ours);
+      const b = mono(theirs);
+      const log = newLog(0, 0, a.map((term, i) => entry(i + 1, term)));
+      const prev = Math.min(cut, a.length, b.length);
+      // Only append when prev matches, as the follower does.
+      if (prev > 0 && a[prev - 1] !== b[prev - 1]) return;
+      const sent = b.slice(prev).map((term, i) => entry(prev + i + 1, term));
+      appendFromLeader(log, prev, sent);
+      for (const e of sent) t.is(termAt(log, e.index), e.term);
+      t.true(lastIndex(log) >= prev + sent.length);
+    }),
+  );
+});
+
+test('committed entries are never truncated', (t) => {
+  const log = newLog(0, 0, [entry(1, 1), entry(2, 1)]);
+  log.committed = 2;
+  t.throws(() => appendEntries(log, [entry(2, 2)]), { message: /truncating committed/ });
+});
+
+test('isUpToDate compares last term, then length (§5.4.1)', (t) => {
+  const log = newLog(0, 0, [entry(1, 1), entry(2, 2)]);
+  t.true(isUpToDate(log, 1, 3));
+  t.true(isUpToDate(log, 2, 2));
+  t.false(isUpToDate(log, 5, 1));
+  t.false(isUpToDate(log, 1, 2));
+});
+
+test('a single voter elects itself through preCandidate and candidate and commits its no-op', (t) => {
+  const raft = createRaftState({ id: 'n1', bootstrap: { voters: ['n1'], learners: [] }, hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [] });
+  const actor = createActor(raftMachine, { input: { raft } }).start();
+  const seen: string[] = [];
+  actor.subscribe((s) => seen.push(String(s.value)));
+  actor.send({ type: 'ELECTION_TIMEOUT', now: 1000 });
+  t.is(actor.getSnapshot().value, 'leader');
+  t.is(raft.term, 1);
+  const rd = takeReady(raft);
+  t.deepEqual(rd.hardState, { term: 1, vote: 'n1', commit: 1 });
+  t.is(rd.entries.length, 1);
+  t.is(rd.committed[0]?.type, EntryType.Noop);
+});
+
+test('a follower inside the leader lease ignores a vote request of a higher term', (t) => {
+  const raft = createRaftState({ id: 'n2', bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] }, hardState: { term: 1, vote: null, commit: 0 }, snapshot: null, entries: [] });
+  const actor = createActor(raftMachine, { input: { raft } }).start();
+  actor.send({ type: 'MSG', now: 100, msg: { type: 'append', from: 'n1', to: 'n2', term: 1, prevLogIndex: 0, prevLogTerm: 0, entries: [], commit: 0, round: 1 } });
+  takeReady(raft);
+  actor.send({ type: 'MSG', now: 150, msg: { type: 'vote', from: 'n3', to: 'n2', term: 2, pre: false, lastLogIndex: 5, lastLogTerm: 1, transfer: false } });
+  t.is(raft.term, 1, 'term not disturbed');
+  t.is(takeReady(raft).messages.length, 0);
+  // After the lease expires the same request is granted.
+  actor.send({ type: 'MSG', now: 400, msg: { type: 'vote', from: 'n3', to: 'n2', term: 2, pre: false, lastLogIndex: 5, lastLogTerm: 1, transfer: false } });
+  t.is(raft.term, 2);
+  const rd = takeReady(raft);
+  t.like(rd.messages[0], { type: 'voteResp', granted: true });
+  t.is(rd.hardState?.vote, 'n3');
+});
