@@ -1,9 +1,7 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx (a runtime dependency).
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+// Runs the TypeScript CLI in this process through tsx's loader (a runtime dependency), so signals
+// such as SIGTERM reach the CLI itself.
+import { register } from 'tsx/esm/api';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const r = spawnSync(process.execPath, ['--import=tsx', join(root, 'src/cli.ts'), ...process.argv.slice(2)], { stdio: 'inherit', cwd: process.cwd() });
-process.exit(r.status ?? 1);
+register();
+await import('../src/cli.ts');

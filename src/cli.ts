@@ -1,24 +1,197 @@
+/**
+ * submarine-cluster CLI.
+ *   node      run one cluster member (config from flags, env, JSON, site XML)
+ *   kv        put | get | del | ls | watch against a running cluster
+ *   status    members, roles, term, commit/applied index
+ *   members   add | remove | transfer-leader
+ *   sim       the deterministic simulator demo (a cluster under faults, with a trace)
+ * Every client command takes --nats URL[,URL] --cluster NAME and credentials
+ * (--nats-credentials FILE written by the project's NATS launcher, or --nats-user/--nats-pass),
+ * prints JSON with --json, and exits non-zero on failure.
+ */
+import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { ClusterServer } from '../actors/cluster-server.ts';
+import { ClusterClient } from './client.ts';
+import { ConfigError, loadConfig, parseFlags } from './config.ts';
 import { runSimulation } from './sim/sim.ts';
 
-/**
- * submarine-cluster CLI. For now (until the NATS cluster lands) `demo` runs the deterministic
- * simulator: a Raft cluster under faults, printing a readable trace and the checks' verdict.
- */
-async function main(): Promise<void> {
-  const [cmd = 'demo', ...rest] = process.argv.slice(2);
-  if (cmd === 'demo') {
-    const i = rest.indexOf('--seed');
-    const seed = i >= 0 ? Number(rest[i + 1]) : 1;
-    console.log(`submarine-cluster demo: simulated 3-5 member Raft cluster under faults (seed ${seed}).`);
-    console.log('The NATS-backed multi-process cluster and its dashboard are not built yet; this runs the simulator.\n');
-    const r = await runSimulation({ seed, trace: (l) => console.log(l) });
-    console.log(`\n${r.ok ? 'all invariants held' : `FAILED: ${r.error}`}`);
-    console.log(JSON.stringify(r));
-    process.exitCode = r.ok ? 0 : 1;
-    return;
+const USAGE = `usage: submarine-cluster <command> [flags]
+  node --id ID --peers ID,ID,ID --nats URL[,URL] --data-dir DIR [--cluster NAME] [--join]
+  kv put KEY VALUE | kv get KEY [--stale] | kv del KEY | kv ls [PREFIX] [--stale] | kv watch [PREFIX]
+  status [--member ID]
+  members add ID | members remove ID | members transfer-leader ID
+  sim [--seed N]
+client flags: --nats URL[,URL] --cluster NAME --nats-credentials FILE | --nats-user U --nats-pass P, --json`;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'node':
+      return runNode(rest);
+    case 'kv':
+    case 'status':
+    case 'members':
+      return runClientCommand(cmd, rest);
+    case 'sim':
+    case 'demo':
+      return runSim(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+      console.log(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command '${cmd}'`);
   }
-  console.error(`unknown command '${cmd}'. Commands: demo [--seed N]`);
-  process.exitCode = 2;
 }
 
-void main();
+async function runNode(argv: string[]): Promise<number> {
+  const join = argv.includes('--join');
+  const cfg = loadConfig({ argv: argv.filter((a) => a !== '--join') });
+  const logger = pino({ level: cfg.logLevel, base: { member: cfg.id } });
+  for (const w of cfg.warnings) logger.warn({ warning: w }, 'config');
+  const creds = natsCredentials(cfg.natsCredentialsFile, 'member');
+  const server = await ClusterServer.start({
+    id: cfg.id, peers: cfg.peers, join, cluster: cfg.cluster, nats: cfg.nats,
+    natsUser: cfg.natsUser ?? creds?.user, natsPass: cfg.natsPass ?? creds?.pass,
+    dataDir: cfg.dataDir, logger, electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatTickMs,
+  });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'stopping');
+      server.stop().then(resolve, (err) => {
+        logger.error({ err }, 'stop failed');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
+}
+
+function natsCredentials(file: string | undefined, who: 'member' | 'client'): { user: string; pass: string } | undefined {
+  if (!file) return undefined;
+  const all = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { user: string; pass: string }>;
+  const c = all[who];
+  if (!c?.user || !c?.pass) throw new ConfigError(`${file} has no ${who} credentials`, 'nats-credentials', file);
+  return c;
+}
+
+async function runClientCommand(cmd: string, argv: string[]): Promise<number> {
+  const { positional, flagArgs } = splitArgs(argv);
+  const flags = parseFlags(flagArgs);
+  const json = flags.json === true;
+  const nats = String(flags.nats ?? process.env.SUBMARINE_NATS ?? 'nats://127.0.0.1:4222').split(',');
+  const creds = natsCredentials((flags['nats-credentials'] as string | undefined) ?? process.env.SUBMARINE_NATS_CREDENTIALS, 'client');
+  const client = await ClusterClient.connect({
+    nats, cluster: (flags.cluster as string | undefined) ?? process.env.SUBMARINE_CLUSTER_NAME,
+    user: (flags['nats-user'] as string | undefined) ?? creds?.user, pass: (flags['nats-pass'] as string | undefined) ?? creds?.pass,
+  });
+  const out = (v: unknown, text: string) => console.log(json ? JSON.stringify(v) : text);
+  const consistency = flags.stale === true ? 'stale' : 'linearizable';
+  try {
+    const [sub, a, b] = cmd === 'status' ? ['status', ...positional] : positional;
+    switch (`${cmd} ${sub}`) {
+      case 'kv put': {
+        need(a, 'KEY'); need(b, 'VALUE');
+        const r = await client.put(a!, b!);
+        out(r, `OK revision ${r.revision}`);
+        return 0;
+      }
+      case 'kv get': {
+        need(a, 'KEY');
+        const r = await client.get(a!, { consistency });
+        out(r, r.kv ? String(typeof r.kv.value === 'string' ? r.kv.value : JSON.stringify(r.kv.value)) : '(not found)');
+        return r.kv ? 0 : 1;
+      }
+      case 'kv del': {
+        need(a, 'KEY');
+        const r = await client.delete(a!);
+        out(r, `deleted ${r.deleted ?? 0}`);
+        return 0;
+      }
+      case 'kv ls': {
+        const r = await client.list(a ?? '', { consistency });
+        out(r, r.kvs.map((kv) => `${kv.key}\t${typeof kv.value === 'string' ? kv.value : JSON.stringify(kv.value)}`).join('\n'));
+        return 0;
+      }
+      case 'kv watch': {
+        const w = await client.watch(a ?? '', {
+          onEvent: (ev) => out(ev, `${ev.revision} ${ev.type} ${ev.kv.key}${ev.type === 'put' ? ` ${JSON.stringify(ev.kv.value)}` : ''}`),
+        });
+        await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+        await w.close();
+        return 0;
+      }
+      case 'status status': {
+        const all = await client.status(flags.member as string | undefined);
+        out(all, all.map((s) => `${s.id}\t${s.role}\tterm ${s.term}\tcommit ${s.commitIndex}\tapplied ${s.appliedIndex}\trevision ${s.revision}`).join('\n'));
+        return 0;
+      }
+      case 'members add':
+        need(a, 'ID');
+        await client.addMember(a!);
+        out({ ok: true }, `added ${a}`);
+        return 0;
+      case 'members remove':
+        need(a, 'ID');
+        await client.removeMember(a!);
+        out({ ok: true }, `removed ${a}`);
+        return 0;
+      case 'members transfer-leader':
+        need(a, 'ID');
+        await client.transferLeader(a!);
+        out({ ok: true }, `leadership transfer to ${a} started`);
+        return 0;
+      default:
+        throw new UsageError(`unknown subcommand '${cmd} ${sub ?? ''}'`);
+    }
+  } catch (err) {
+    if (json) console.log(JSON.stringify({ ok: false, error: { name: (err as Error).name, message: (err as Error).message } }));
+    throw err;
+  } finally {
+    await client.close();
+  }
+}
+
+const BOOL_FLAGS = new Set(['--json', '--stale']);
+
+/** Separates positional words from flags; a flag takes the next word unless it is boolean or has `=`. */
+function splitArgs(argv: string[]): { positional: string[]; flagArgs: string[] } {
+  const positional: string[] = [];
+  const flagArgs: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) positional.push(a);
+    else if (BOOL_FLAGS.has(a) || a.includes('=') || i + 1 >= argv.length) flagArgs.push(a);
+    else flagArgs.push(a, argv[++i]!);
+  }
+  return { positional, flagArgs };
+}
+
+function need(v: string | undefined, what: string): void {
+  if (v === undefined) throw new UsageError(`missing ${what}`);
+}
+
+async function runSim(argv: string[]): Promise<number> {
+  const i = argv.indexOf('--seed');
+  const seed = i >= 0 ? Number(argv[i + 1]) : 1;
+  console.log(`deterministic simulator: a 3-5 member Raft cluster under faults (seed ${seed})\n`);
+  const r = await runSimulation({ seed, trace: (l) => console.log(l) });
+  console.log(`\n${r.ok ? 'all invariants held' : `FAILED: ${r.error}`}`);
+  console.log(JSON.stringify(r));
+  return r.ok ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    const e = err as Error;
+    console.error(`submarine-cluster: ${e instanceof UsageError ? `${e.message}\n${USAGE}` : `${e.name}: ${e.message}`}`);
+    process.exit(e instanceof UsageError || e instanceof ConfigError ? 2 : 1);
+  },
+);

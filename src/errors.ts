@@ -37,3 +37,24 @@ export class TimeoutError extends Error {
 export class NoQuorumError extends Error {
   override name = 'NoQuorumError';
 }
+
+/** The metadata center refused a command (casFailed, tooLarge, noLease, badCommand, notObject). */
+export class MetaError extends Error {
+  override name = 'MetaError';
+  constructor(readonly code: string, message: string, readonly revision?: number) {
+    super(message);
+  }
+}
+
+/** A watch asked for revisions the member no longer keeps: list again, then watch from there. */
+export class CompactedError extends Error {
+  override name = 'CompactedError';
+  constructor(readonly revision: number, message = `revisions up to ${revision} are compacted: list again and watch from the listed revision`) {
+    super(message);
+  }
+}
+
+/** A request was malformed or not allowed; retrying it will not help. */
+export class BadRequestError extends Error {
+  override name = 'BadRequestError';
+}

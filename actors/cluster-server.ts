@@ -1,0 +1,271 @@
+/**
+ * One cluster member in a server process: a RaftNode over NATS with durable storage, hosting the
+ * metadata center, and answering client requests. Writes go through the leader (others answer
+ * NotLeader with a hint); linearizable reads use ReadIndex on the leader; stale reads are served
+ * by any member with the revision they reflect.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { decodeEnvelope, DecodeError, encodeEnvelope } from '../src/codec.ts';
+import { BadRequestError, NotLeaderError, TimeoutError } from '../src/errors.ts';
+import { Counters, RateLimitedLog } from '../src/metrics.ts';
+import { checkRequest, errorBody, type ApiRequest, type ApiResponse } from '../src/api/protocol.ts';
+import { API_QUEUE, subjects } from '../src/nats/subjects.ts';
+import type { NodeId, ConfChange } from '../src/raft/types.ts';
+import { decodeMetaCommand, encodeMetaCommand, MetadataStateMachine, type MetaCommand, type MetaResult } from '../src/sm/metadata.ts';
+import { NodeFileSystem } from '../src/storage/fs.ts';
+import { DiskRaftStorage } from '../src/storage/raft-storage.ts';
+import { LeaseKeeper } from './lease-keeper.ts';
+import { NatsTransport } from './nats-transport.ts';
+import { RaftNode } from './node.ts';
+import { realClock, silentLogger, type Clock, type Logger } from './ports.ts';
+import { WatchHub } from './watch-hub.ts';
+
+export interface ClusterServerOptions {
+  id: NodeId;
+  /** Initial voters (every member starts with the same list). Ignored when `join` is set. */
+  peers: NodeId[];
+  /** Start empty and wait to be added by the cluster (members add) instead of bootstrapping. */
+  join?: boolean;
+  cluster?: string;
+  /** NATS URLs (several: the member reconnects to another when one dies) or a connection to share. */
+  nats: string[] | NatsConnection;
+  natsUser?: string;
+  natsPass?: string;
+  dataDir: string;
+  logger?: Logger;
+  electionTimeoutMs?: { min: number; max: number };
+  heartbeatIntervalMs?: number;
+  snapshotEveryEntries?: number;
+  /** How long a write may wait for its commit before the member answers TimeoutError. */
+  proposeTimeoutMs?: number;
+  maxValueBytes?: number;
+  clock?: Clock;
+}
+
+export const DEFAULT_CLUSTER = 'submarine';
+
+/** nats.js defaults give up after 10 reconnects and notice a paused server only after minutes. */
+export function natsConnectOptions(servers: string[], name: string, user?: string, pass?: string) {
+  return {
+    servers, name, user, pass,
+    maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 100,
+    pingInterval: 2000, maxPingOut: 2, waitOnFirstConnect: true, timeout: 5000,
+  };
+}
+
+export class ClusterServer {
+  readonly id: NodeId;
+  readonly cluster: string;
+  readonly counters: Counters;
+  readonly node: RaftNode<MetaResult>;
+  readonly sm: MetadataStateMachine;
+  readonly transport: NatsTransport;
+  readonly nc: NatsConnection;
+  private readonly subs: Subscription[] = [];
+  private readonly watches: WatchHub;
+  private readonly leases: LeaseKeeper;
+  private readonly log: Logger;
+  private readonly limiter = new RateLimitedLog();
+  private readonly ownsConnection: boolean;
+  private stopped = false;
+
+  private constructor(o: ClusterServerOptions, nc: NatsConnection, owns: boolean, node: RaftNode<MetaResult>, sm: MetadataStateMachine, transport: NatsTransport, counters: Counters) {
+    this.counters = counters;
+    this.id = o.id;
+    this.cluster = o.cluster ?? DEFAULT_CLUSTER;
+    this.nc = nc;
+    this.ownsConnection = owns;
+    this.node = node;
+    this.sm = sm;
+    this.transport = transport;
+    this.log = o.logger ?? silentLogger;
+    this.opts = o;
+    const clock = o.clock ?? realClock;
+    this.watches = new WatchHub({ nc, cluster: this.cluster, sm, clock });
+    this.leases = new LeaseKeeper({
+      sm, clock, logger: this.log,
+      isLeader: () => node.status().role === 'leader',
+      leaderHint: () => node.status().leader,
+      revoke: (id) => this.proposeLocal({ op: 'leaseRevoke', id }),
+    });
+  }
+  private readonly opts: ClusterServerOptions;
+
+  static async start(o: ClusterServerOptions): Promise<ClusterServer> {
+    const cluster = o.cluster ?? DEFAULT_CLUSTER;
+    const logger = o.logger ?? silentLogger;
+    if (!o.join && !o.peers.includes(o.id)) throw new Error(`member id ${o.id} is not in peers [${o.peers.join(', ')}]`);
+    const owns = Array.isArray(o.nats);
+    const nc = Array.isArray(o.nats)
+      ? await connect(natsConnectOptions(o.nats, `member ${o.id}`, o.natsUser, o.natsPass))
+      : o.nats;
+    try {
+      await mkdir(o.dataDir, { recursive: true });
+      const storage = new DiskRaftStorage({ fs: new NodeFileSystem(), dir: join(o.dataDir, 'raft'), logger });
+      const sm = new MetadataStateMachine({ maxValueBytes: o.maxValueBytes });
+      const counters = new Counters();
+      const peers = new Set(o.peers);
+      let node: RaftNode<MetaResult> | null = null;
+      const transport = new NatsTransport({
+        nc, cluster, self: o.id, counters, logger,
+        isMember: (id) => peers.has(id) || (node !== null && (node.state.conf.voters.includes(id) || node.state.conf.learners.includes(id))),
+      });
+      node = await RaftNode.start<MetaResult>({
+        id: o.id,
+        bootstrap: o.join ? { voters: [], learners: [] } : { voters: [...o.peers], learners: [] },
+        storage, stateMachine: sm, transport, clock: o.clock ?? realClock, random: Math.random, logger,
+        electionTimeoutMs: o.electionTimeoutMs, heartbeatIntervalMs: o.heartbeatIntervalMs,
+        snapshotEveryEntries: o.snapshotEveryEntries ?? 10_000,
+      });
+      const server = new ClusterServer(o, nc, owns, node, sm, transport, counters);
+      server.listen();
+      logger.info({ node: o.id, cluster, recovery: node.recovery }, 'cluster member started');
+      return server;
+    } catch (err) {
+      if (owns) await nc.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  status() {
+    const s = this.node.status();
+    const progress = s.role === 'leader'
+      ? Object.fromEntries([...this.node.state.progress].map(([id, p]) => [id, { match: p.match, next: p.next, state: p.state, lag: s.lastIndex - p.match }]))
+      : undefined;
+    return { ...s, revision: this.sm.revision, progress, watches: this.watches.size, counters: this.counters.toJSON() };
+  }
+
+  /** Clean stop: stop serving, stop Raft (storage flushed and closed), close our NATS connection. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const s of this.subs) s.unsubscribe();
+    this.watches.close();
+    this.leases.close();
+    await this.node.stop();
+    if (this.ownsConnection) await this.nc.drain().catch(() => {});
+    this.log.info({ node: this.id }, 'cluster member stopped');
+  }
+
+  // ---- requests --------------------------------------------------------------------------------
+
+  private listen(): void {
+    const handler = (err: Error | null, m: Msg) => {
+      if (err) return;
+      void this.handle(m);
+    };
+    this.subs.push(this.nc.subscribe(subjects.api(this.cluster, this.id), { callback: handler }));
+    this.subs.push(this.nc.subscribe(subjects.apiAny(this.cluster), { queue: API_QUEUE, callback: handler }));
+  }
+
+  private async handle(m: Msg): Promise<void> {
+    let req: ApiRequest;
+    try {
+      const env = decodeEnvelope(m.data, { cluster: this.cluster, maxBytes: 1 << 20 });
+      if (env.kind !== 'req') throw new DecodeError('unknownType', `unknown envelope kind ${JSON.stringify(env.kind)}`);
+      const problem = checkRequest(env.body);
+      if (problem) throw new DecodeError('badShape', problem);
+      req = env.body as ApiRequest;
+    } catch (err) {
+      const reason = err instanceof DecodeError ? err.reason : 'malformed';
+      this.counters.inc('api_requests_rejected_total', { reason });
+      if (this.limiter.check(reason) >= 0) this.log.warn({ node: this.id, reason, err: (err as Error).message }, 'rejected api request');
+      return this.reply(m, { ok: false, error: errorBody(new BadRequestError((err as Error).message)) });
+    }
+    this.counters.inc('api_requests_total', { op: req.op });
+    let res: ApiResponse;
+    try {
+      res = { ok: true, ...(await this.dispatch(req)) };
+    } catch (err) {
+      res = { ok: false, error: errorBody(err) };
+    }
+    this.reply(m, res);
+  }
+
+  private reply(m: Msg, res: ApiResponse): void {
+    if (!m.reply) return;
+    try {
+      m.respond(encodeEnvelope(this.cluster, 'res', res));
+    } catch {
+      // Connection gone: the client times out and retries.
+    }
+  }
+
+  private async dispatch(req: ApiRequest): Promise<Record<string, unknown>> {
+    switch (req.op) {
+      case 'write': {
+        this.requireLeader();
+        try {
+          decodeMetaCommand(req.cmd); // refuse garbage before it takes a log slot
+        } catch (err) {
+          throw new BadRequestError((err as Error).message);
+        }
+        const { index, result } = await this.proposeBytes(req.cmd);
+        return { index, result };
+      }
+      case 'get': {
+        await this.readBarrier(req.consistency);
+        return { revision: this.sm.revision, kv: this.sm.get(req.key) ?? null, member: this.id };
+      }
+      case 'list': {
+        await this.readBarrier(req.consistency);
+        return { revision: this.sm.revision, kvs: this.sm.list(req.prefix), member: this.id };
+      }
+      case 'status':
+        return { status: this.status() };
+      case 'watch':
+        return { ...this.watches.open(req), member: this.id };
+      case 'watchRenew':
+        return { known: this.watches.renew(req.watchId) };
+      case 'watchCancel':
+        return { known: this.watches.cancel(req.watchId) };
+      case 'leaseKeepAlive':
+        return { ttlMs: this.leases.keepAlive(req.id) };
+      case 'member':
+        return this.changeMember(req.change);
+      case 'transfer': {
+        this.requireLeader();
+        this.node.transferLeadership(req.target);
+        return {};
+      }
+    }
+  }
+
+  private requireLeader(): void {
+    const s = this.node.status();
+    if (s.role !== 'leader') throw new NotLeaderError(s.leader);
+  }
+
+  private async readBarrier(consistency: 'linearizable' | 'stale'): Promise<void> {
+    if (consistency === 'stale') return;
+    this.requireLeader();
+    await this.withTimeout(this.node.readIndex(), 'read');
+  }
+
+  private async changeMember(change: ConfChange): Promise<Record<string, unknown>> {
+    this.requireLeader();
+    const { index } = await this.withTimeout(this.node.changeMembership(change), 'membership change');
+    return { index, conf: this.node.status().conf };
+  }
+
+  /** Proposes from inside the member (lease expiry). */
+  private async proposeLocal(cmd: MetaCommand): Promise<MetaResult> {
+    return (await this.proposeBytes(encodeMetaCommand(cmd))).result;
+  }
+
+  private proposeBytes(bytes: Uint8Array): Promise<{ index: number; result: MetaResult }> {
+    this.counters.inc('proposals_total');
+    return this.withTimeout(this.node.propose(bytes), 'write');
+  }
+
+  private withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
+    const ms = this.opts.proposeTimeoutMs ?? 1500;
+    let timer: NodeJS.Timeout;
+    const t = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(`${what} not committed within ${ms} ms on ${this.id} (no majority reachable?)`)), ms);
+    });
+    return Promise.race([p, t]).finally(() => clearTimeout(timer));
+  }
+}

@@ -1,0 +1,367 @@
+/**
+ * ClusterClient: talks to the members over NATS. Finds the leader from redirect hints (cached),
+ * retries across leader changes with a fixed session sequence so a retried write applies once,
+ * reads linearizably through the leader (ReadIndex) or stale from any member, and watches
+ * prefixes without gaps. When no leader can be reached within `quorumWaitMs` a write fails with
+ * NoQuorumError; `enqueue` keeps writes in a durable local outbox instead.
+ */
+import { randomBytes } from 'node:crypto';
+import { connect, type NatsConnection, type Subscription } from 'nats';
+import { natsConnectOptions, DEFAULT_CLUSTER } from '../actors/cluster-server.ts';
+import type { WatchPush } from '../actors/watch-hub.ts';
+import { decodeEnvelope, encodeEnvelope } from './codec.ts';
+import { BadRequestError, CompactedError, MetaError, NoQuorumError, NotLeaderError, TimeoutError } from './errors.ts';
+import type { ApiErrorBody, ApiRequest, Consistency } from './api/protocol.ts';
+import { subjects } from './nats/subjects.ts';
+import type { ConfChange, NodeId } from './raft/types.ts';
+import { encodeMetaCommand, type KeyValue, type MetaCommand, type MetaResult, type MetaValue, type WatchEvent } from './sm/metadata.ts';
+
+export interface ClusterClientOptions {
+  nats: string[] | NatsConnection;
+  cluster?: string;
+  user?: string;
+  pass?: string;
+  /** Session id for exactly-once writes; random by default. */
+  clientId?: string;
+  /** Per-request reply timeout. */
+  requestTimeoutMs?: number;
+  /** How long a write keeps trying to reach a leader before NoQuorumError / TimeoutError. */
+  quorumWaitMs?: number;
+}
+
+export interface MemberStatus {
+  id: NodeId;
+  role: string;
+  term: number;
+  leader: NodeId | null;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  snapshotIndex: number;
+  revision: number;
+  conf: { voters: NodeId[]; learners: NodeId[] };
+  progress?: Record<string, { match: number; next: number; state: string; lag: number }>;
+  counters: Record<string, number>;
+}
+
+export interface WatchOptions {
+  fromRevision?: number;
+  onEvent(ev: WatchEvent): void;
+  /** Called when the watch had to restart from a list (history compacted): the full current state. */
+  onResync?(kvs: KeyValue[], revision: number): void;
+  onError?(err: Error): void;
+  ttlMs?: number;
+}
+
+export interface Watcher {
+  readonly revision: number;
+  close(): Promise<void>;
+}
+
+type RequestError = Error & { leader?: NodeId | null };
+
+export class ClusterClient {
+  readonly clientId: string;
+  readonly cluster: string;
+  private seq = 0;
+  private leader: NodeId | null = null;
+  private closed = false;
+  private readonly timeoutMs: number;
+  private readonly quorumWaitMs: number;
+
+  private constructor(readonly nc: NatsConnection, private readonly ownsConnection: boolean, o: ClusterClientOptions) {
+    this.cluster = o.cluster ?? DEFAULT_CLUSTER;
+    this.clientId = o.clientId ?? `c-${randomBytes(9).toString('base64url')}`;
+    this.timeoutMs = o.requestTimeoutMs ?? 2000;
+    this.quorumWaitMs = o.quorumWaitMs ?? 5000;
+  }
+
+  static async connect(o: ClusterClientOptions): Promise<ClusterClient> {
+    if (Array.isArray(o.nats)) {
+      const nc = await connect(natsConnectOptions(o.nats, 'submarine-cluster client', o.user, o.pass));
+      return new ClusterClient(nc, true, o);
+    }
+    return new ClusterClient(o.nats, false, o);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownsConnection) await this.nc.close();
+  }
+
+  // ---- key/value -----------------------------------------------------------------------------
+
+  async put(key: string, value: MetaValue, o: { lease?: number; expectedRevision?: number; merge?: boolean } = {}) {
+    return this.ok(await this.write({ op: 'put', key, value, ...o }));
+  }
+
+  async delete(key: string, o: { expectedRevision?: number } = {}) {
+    return this.ok(await this.write({ op: 'delete', key, ...o }));
+  }
+
+  async deletePrefix(prefix: string) {
+    return this.ok(await this.write({ op: 'deletePrefix', prefix }));
+  }
+
+  async incr(key: string, by = 1) {
+    return this.ok(await this.write({ op: 'incr', key, by }));
+  }
+
+  async get(key: string, o: { consistency?: Consistency } = {}): Promise<{ kv: KeyValue | null; revision: number; member: NodeId }> {
+    return (await this.read({ op: 'get', key, consistency: o.consistency ?? 'linearizable' })) as never;
+  }
+
+  async list(prefix: string, o: { consistency?: Consistency } = {}): Promise<{ kvs: KeyValue[]; revision: number; member: NodeId }> {
+    return (await this.read({ op: 'list', prefix, consistency: o.consistency ?? 'linearizable' })) as never;
+  }
+
+  async leaseGrant(ttlMs: number): Promise<number> {
+    return this.ok(await this.write({ op: 'leaseGrant', ttlMs })).leaseId!;
+  }
+
+  async leaseRevoke(id: number) {
+    return this.ok(await this.write({ op: 'leaseRevoke', id }));
+  }
+
+  async leaseKeepAlive(id: number): Promise<number> {
+    return (await this.toLeader({ op: 'leaseKeepAlive', id })).ttlMs as number;
+  }
+
+  /**
+   * Any command through the log with this client's session. The same sequence number is reused
+   * for every retry, so the metadata center applies it once even if a reply was lost.
+   */
+  async write(cmd: MetaCommand): Promise<MetaResult> {
+    return this.writeWithSession({ ...cmd, session: { client: this.clientId, seq: ++this.seq } } as MetaCommand);
+  }
+
+  /** Writes with an explicit session (used by the outbox, whose session survives restarts). */
+  async writeWithSession(cmd: MetaCommand): Promise<MetaResult> {
+    const res = await this.toLeader({ op: 'write', cmd: encodeMetaCommand(cmd) });
+    return res.result as MetaResult;
+  }
+
+  // ---- cluster -------------------------------------------------------------------------------
+
+  /** Status of one member, or of every member that answers within the timeout. */
+  async status(member?: NodeId): Promise<MemberStatus[]> {
+    if (member) return [(await this.request(subjects.api(this.cluster, member), { op: 'status' })).status as MemberStatus];
+    const first = (await this.anyMember({ op: 'status' })).status as MemberStatus;
+    const ids = [...new Set([...first.conf.voters, ...first.conf.learners])];
+    const all = await Promise.all(ids.map(async (id) => {
+      if (id === first.id) return first;
+      try {
+        return (await this.request(subjects.api(this.cluster, id), { op: 'status' })).status as MemberStatus;
+      } catch {
+        return null;
+      }
+    }));
+    return all.filter((s): s is MemberStatus => s !== null);
+  }
+
+  async addMember(node: NodeId, o: { catchUpTimeoutMs?: number } = {}): Promise<void> {
+    await this.toLeader({ op: 'member', change: { op: 'addLearner', node } });
+    const deadline = performance.now() + (o.catchUpTimeoutMs ?? 30_000);
+    // Promote only once the learner holds the log up to the leader's commit (no availability gap).
+    for (;;) {
+      const [leader] = await this.status(this.leader ?? undefined).catch(() => [undefined]);
+      const p = leader?.progress?.[node];
+      if (leader && p && p.match >= leader.commitIndex) break;
+      if (performance.now() > deadline) throw new TimeoutError(`learner ${node} did not catch up within ${o.catchUpTimeoutMs ?? 30_000} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await this.toLeader({ op: 'member', change: { op: 'promote', node } });
+  }
+
+  async removeMember(node: NodeId): Promise<void> {
+    await this.toLeader({ op: 'member', change: { op: 'remove', node } satisfies ConfChange });
+  }
+
+  async transferLeader(target: NodeId): Promise<void> {
+    await this.toLeader({ op: 'transfer', target });
+  }
+
+  // ---- watch ---------------------------------------------------------------------------------
+
+  /**
+   * Every committed change under `prefix` after `fromRevision` (default: from now), in order.
+   * A lost push or a dead member is noticed (gap in `from`, or silence) and the watch resumes
+   * from the last delivered revision on another member; if that revision is compacted, the
+   * watcher gets a fresh list through onResync and continues from it.
+   */
+  async watch(prefix: string, o: WatchOptions): Promise<Watcher> {
+    const watchId = `${this.clientId}-w${randomBytes(6).toString('base64url')}`;
+    const ttlMs = o.ttlMs ?? 10_000;
+    let cursor = o.fromRevision ?? (await this.list(prefix, { consistency: 'stale' })).revision;
+    let member: NodeId | null = null;
+    let lastPushAt = performance.now();
+    let closed = false;
+    let resubscribing: Promise<void> | null = null;
+    const sub: Subscription = this.nc.subscribe(subjects.watch(this.cluster, watchId), {
+      callback: (err, m) => {
+        if (err || closed) return;
+        let push: WatchPush;
+        try {
+          push = decodeEnvelope(m.data, { cluster: this.cluster }).body as WatchPush;
+        } catch {
+          return;
+        }
+        if (push.watchId !== watchId) return;
+        lastPushAt = performance.now();
+        if (push.from !== cursor) {
+          if (push.to <= cursor) return; // a late duplicate of what we have
+          return void resubscribe(); // a push was lost: resume from what we have
+        }
+        for (const ev of push.events) o.onEvent(ev);
+        cursor = push.to;
+      },
+    });
+    const open = async () => {
+      const req = { op: 'watch' as const, watchId, prefix, fromRevision: cursor, ttlMs };
+      try {
+        const res = member ? await this.request(subjects.api(this.cluster, member), req) : await this.anyMember(req);
+        member = res.member as NodeId;
+      } catch (err) {
+        if (err instanceof CompactedError) {
+          const listed = await this.list(prefix, { consistency: 'stale' });
+          o.onResync?.(listed.kvs, listed.revision);
+          cursor = listed.revision;
+          const res = await this.anyMember({ ...req, fromRevision: cursor });
+          member = res.member as NodeId;
+          return;
+        }
+        member = null;
+        throw err;
+      }
+    };
+    const resubscribe = (): Promise<void> => {
+      resubscribing ??= (async () => {
+        while (!closed) {
+          try {
+            await open();
+            lastPushAt = performance.now();
+            return;
+          } catch (err) {
+            o.onError?.(err as Error);
+            member = null;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+      })().finally(() => (resubscribing = null));
+      return resubscribing;
+    };
+    await open();
+    const renew = setInterval(() => {
+      if (closed || resubscribing) return;
+      if (performance.now() - lastPushAt > 3500 || member === null) return void resubscribe();
+      this.request(subjects.api(this.cluster, member), { op: 'watchRenew', watchId })
+        .then((r) => { if (!r.known) void resubscribe(); })
+        .catch(() => void resubscribe());
+    }, Math.min(1000, ttlMs / 3));
+    return {
+      get revision() {
+        return cursor;
+      },
+      close: async () => {
+        closed = true;
+        clearInterval(renew);
+        sub.unsubscribe();
+        if (member) await this.request(subjects.api(this.cluster, member), { op: 'watchCancel', watchId }).catch(() => {});
+      },
+    };
+  }
+
+  // ---- plumbing ------------------------------------------------------------------------------
+
+  private ok(r: MetaResult): Extract<MetaResult, { ok: true }> {
+    if (!r.ok) throw new MetaError(r.code, r.message, r.revision);
+    return r;
+  }
+
+  private async read(req: ApiRequest): Promise<Record<string, unknown>> {
+    if ((req as { consistency?: Consistency }).consistency === 'stale') return this.anyMember(req);
+    return this.toLeader(req);
+  }
+
+  /** Sends to the cached leader (or any member), following NotLeader hints, until quorumWaitMs. */
+  private async toLeader(req: ApiRequest): Promise<Record<string, unknown>> {
+    const deadline = performance.now() + this.quorumWaitMs;
+    let sawLeader = false;
+    let last: Error | null = null;
+    let delay = 20;
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed) throw new Error('client is closed');
+      const target = this.leader;
+      try {
+        const res = target ? await this.request(subjects.api(this.cluster, target), req) : await this.anyMember(req);
+        if (!target && typeof res.member === 'string') this.leader = res.member;
+        return res;
+      } catch (err) {
+        last = err as Error;
+        const e = err as RequestError;
+        if (e instanceof NotLeaderError) {
+          if (e.leader && e.leader !== target) {
+            this.leader = e.leader;
+            sawLeader = true;
+            continue; // follow the hint at once
+          }
+          this.leader = null;
+        } else if (e instanceof TimeoutError || isNoResponders(e)) {
+          this.leader = null;
+          if (e instanceof TimeoutError && target) sawLeader = true;
+        } else throw err; // a definite answer (MetaError, BadRequest, ...) is not retried
+      }
+      if (performance.now() + delay > deadline) break;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 500);
+    }
+    if (!sawLeader || last instanceof NotLeaderError || isNoResponders(last)) {
+      throw new NoQuorumError(`no leader reachable within ${this.quorumWaitMs} ms: the cluster has no working majority (${last?.message ?? 'no answer'})`);
+    }
+    throw new TimeoutError(`request not confirmed within ${this.quorumWaitMs} ms (${last?.message}); a retried write with the same session is safe`);
+  }
+
+  private anyMember(req: ApiRequest): Promise<Record<string, unknown>> {
+    return this.request(subjects.apiAny(this.cluster), req);
+  }
+
+  private async request(subject: string, req: ApiRequest): Promise<Record<string, unknown>> {
+    let m;
+    try {
+      m = await this.nc.request(subject, encodeEnvelope(this.cluster, 'req', req), { timeout: this.timeoutMs });
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === '503') throw Object.assign(new Error(`no member answers on ${subject}`), { name: 'NoRespondersError' });
+      if (code === 'TIMEOUT' || code === '408') throw new TimeoutError(`no reply on ${subject} within ${this.timeoutMs} ms`);
+      throw err;
+    }
+    const env = decodeEnvelope(m.data, { cluster: this.cluster });
+    const body = env.body as { ok: boolean; error?: ApiErrorBody } & Record<string, unknown>;
+    if (!body.ok) throw toError(body.error!);
+    return body;
+  }
+}
+
+function isNoResponders(e: unknown): boolean {
+  return (e as Error | null)?.name === 'NoRespondersError';
+}
+
+function toError(b: ApiErrorBody): Error {
+  switch (b.name) {
+    case 'NotLeaderError':
+      return new NotLeaderError(b.leader ?? null, b.message);
+    case 'TimeoutError':
+      return new TimeoutError(b.message);
+    case 'NoQuorumError':
+      return new NoQuorumError(b.message);
+    case 'CompactedError':
+      return new CompactedError(b.revision ?? 0, b.message);
+    case 'MetaError':
+      return new MetaError(b.code ?? 'unknown', b.message, b.revision);
+    case 'BadRequestError':
+      return new BadRequestError(b.message);
+    default:
+      return Object.assign(new Error(b.message), { name: b.name });
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * A cluster of separate member processes on this machine, over a 3-server NATS cluster started
+ * from the project's nats.conf. Used by `npm start`, the integration tests, the benchmarks and
+ * the chaos suite. Every process it starts is tracked by PID and stopped by stop().
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startNatsCluster, type NatsCluster } from './nats/broker.ts';
+import { loadOrCreateCredentials, type NatsCredentials } from './nats/credentials.ts';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
+const CLI = join(ROOT, 'src/cli.ts');
+
+export interface LocalClusterOptions {
+  dir: string;
+  members?: number;
+  natsServers?: number;
+  cluster?: string;
+  fresh?: boolean;
+  /** Extra flags for every member (e.g. election timeouts). */
+  memberArgs?: string[];
+  logLevel?: string;
+}
+
+export class MemberProcess {
+  child: ChildProcess | null = null;
+  private exited: Promise<number | null> = Promise.resolve(null);
+
+  constructor(readonly id: string, private readonly args: string[], private readonly logFile: string) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  start(): void {
+    if (this.running) throw new Error(`member ${this.id} is already running`);
+    const out = createWriteStream(this.logFile, { flags: 'a' });
+    const child = spawn(process.execPath, ['--import=tsx', CLI, 'node', ...this.args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.pipe(out);
+    child.stderr!.pipe(out);
+    this.exited = new Promise((res) => child.once('exit', (code) => res(code)));
+    this.child = child;
+  }
+
+  /** SIGTERM, then SIGKILL if it does not exit within `graceMs`. */
+  async stop(graceMs = 5000): Promise<number | null> {
+    if (!this.running) return this.exited;
+    this.child!.kill('SIGTERM');
+    const t = setTimeout(() => this.child?.kill('SIGKILL'), graceMs);
+    const code = await this.exited;
+    clearTimeout(t);
+    return code;
+  }
+
+  async kill9(): Promise<void> {
+    if (!this.running) return;
+    this.child!.kill('SIGKILL');
+    await this.exited;
+  }
+
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+}
+
+export interface LocalCluster {
+  cluster: string;
+  nats: NatsCluster;
+  credentials: NatsCredentials;
+  credentialsFile: string;
+  members: MemberProcess[];
+  /** Options for ClusterClient.connect as a client user. */
+  clientOptions(): { nats: string[]; cluster: string; user: string; pass: string };
+  stop(): Promise<void>;
+}
+
+export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCluster> {
+  const dir = resolve(o.dir);
+  if (o.fresh) rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  const credentialsFile = join(dir, 'credentials.json');
+  const credentials = loadOrCreateCredentials(credentialsFile);
+  const cluster = o.cluster ?? 'submarine';
+  const nats = await startNatsCluster({ size: o.natsServers ?? 3, dir: join(dir, 'nats'), credentials });
+  const ids = Array.from({ length: o.members ?? 3 }, (_, i) => `n${i + 1}`);
+  const members = ids.map((id, i) => {
+    // Each member lists the NATS servers starting from a different one, spreading connections.
+    const urls = [...nats.urls.slice(i % nats.urls.length), ...nats.urls.slice(0, i % nats.urls.length)];
+    const args = [
+      '--id', id, '--peers', ids.join(','), '--cluster', cluster, '--nats', urls.join(','),
+      '--nats-credentials', credentialsFile, '--data-dir', join(dir, 'data', id), '--log-level', o.logLevel ?? 'info',
+      ...(o.memberArgs ?? []),
+    ];
+    return new MemberProcess(id, args, join(dir, 'logs', `${id}.log`));
+  });
+  for (const m of members) m.start();
+  let stopped = false;
+  return {
+    cluster, nats, credentials, credentialsFile, members,
+    clientOptions: () => ({ nats: nats.urls, cluster, user: credentials.client.user, pass: credentials.client.pass }),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await Promise.all(members.map((m) => m.stop()));
+      await nats.stop();
+    },
+  };
+}

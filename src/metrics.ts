@@ -1,0 +1,43 @@
+/** Named counters with labels, cheap enough for the hot path; rendered for /metrics later. */
+export class Counters {
+  private readonly values = new Map<string, number>();
+
+  inc(name: string, labels?: Record<string, string>, by = 1): void {
+    const key = labels ? `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}` : name;
+    this.values.set(key, (this.values.get(key) ?? 0) + by);
+  }
+
+  get(name: string, labels?: Record<string, string>): number {
+    const key = labels ? `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}` : name;
+    return this.values.get(key) ?? 0;
+  }
+
+  /** Sum over every label combination of `name`. */
+  total(name: string): number {
+    let n = 0;
+    for (const [k, v] of this.values) if (k === name || k.startsWith(name + '{')) n += v;
+    return n;
+  }
+
+  toJSON(): Record<string, number> {
+    return Object.fromEntries([...this.values].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+}
+
+/** Logs at most once per `everyMs` per key, counting what it suppressed. */
+export class RateLimitedLog {
+  private readonly last = new Map<string, { at: number; suppressed: number }>();
+  constructor(private readonly everyMs = 5000, private readonly now: () => number = () => performance.now()) {}
+
+  /** Returns the number suppressed since the last emit when it is time to log, else -1. */
+  check(key: string): number {
+    const t = this.now();
+    const s = this.last.get(key);
+    if (!s || t - s.at >= this.everyMs) {
+      this.last.set(key, { at: t, suppressed: 0 });
+      return s?.suppressed ?? 0;
+    }
+    s.suppressed++;
+    return -1;
+  }
+}

@@ -1,0 +1,523 @@
+/**
+ * The metadata center's replicated state machine: a revisioned key/value store with leases,
+ * compare-and-set, shallow-merge updates, atomic batches, exactly-once client sessions and an
+ * in-memory watch history.
+ *
+ * apply() depends only on the entry bytes and the current state (no clock, no randomness, no IO),
+ * so every replica reaches the same state, results, snapshot bytes and digest. Lease *expiry* is
+ * deliberately not here: the leader times leases on its own clock and proposes leaseRevoke.
+ *
+ * The watch history is NOT in the snapshot, so snapshots do not grow with write volume. After
+ * restore() the history is empty and changesSince(r) for any r below the restored revision answers
+ * { compacted: true }: watchers re-list and resume from the listed revision.
+ */
+import { createHash } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import type { StateMachine } from '../raft/state-machine.ts';
+import type { Entry } from '../raft/types.ts';
+
+/** Plain msgpack-able data: string | finite number | boolean | null | Uint8Array | arrays | plain objects. */
+export type MetaValue = unknown;
+
+/** version counts writes since creation (1 on create); lease 0 = none. */
+export interface KeyValue { key: string; value: MetaValue; createRevision: number; modRevision: number; version: number; lease: number }
+
+/** seq is strictly increasing per client; a retry reuses the same seq. */
+export interface MetaSession { client: string; seq: number }
+
+export type MetaCommand = { session?: MetaSession } & (
+  /** lease: absent keeps the key's current lease, 0 detaches, n attaches to lease n. */
+  | { op: 'put'; key: string; value: MetaValue; lease?: number; expectedRevision?: number; merge?: boolean }
+  | { op: 'delete'; key: string; expectedRevision?: number }
+  | { op: 'deletePrefix'; prefix: string }
+  | { op: 'incr'; key: string; by: number }
+  | { op: 'leaseGrant'; ttlMs: number }
+  | { op: 'leaseRevoke'; id: number }
+  | { op: 'batch'; ops: MetaCommand[] }
+);
+
+export type MetaErrorCode = 'casFailed' | 'tooLarge' | 'noLease' | 'badCommand' | 'notObject';
+
+export type MetaResult =
+  | { ok: true; revision: number; kv?: KeyValue | null; prev?: KeyValue | null; deleted?: number; leaseId?: number; results?: MetaResult[] }
+  | { ok: false; code: MetaErrorCode; message: string; revision: number };
+
+/** A delete event's kv is a tombstone (value null, modRevision = the delete's revision); prev holds the deleted pair. */
+export interface WatchEvent { revision: number; type: 'put' | 'delete'; kv: KeyValue; prev: KeyValue | null }
+
+export interface MetadataOptions { maxValueBytes?: number; maxKeyBytes?: number; maxSessions?: number; historySize?: number }
+
+export const DEFAULT_MAX_VALUE_BYTES = 512 * 1024;
+export const DEFAULT_MAX_KEY_BYTES = 1024;
+export const DEFAULT_MAX_SESSIONS = 10_000;
+export const DEFAULT_HISTORY_SIZE = 10_000;
+export const MAX_LEASE_TTL_MS = 24 * 60 * 60 * 1000;
+/** Bounds recursion in validation/freezing so no replica can hit a stack limit another does not. */
+export const MAX_VALUE_DEPTH = 64;
+
+// useRecords: false keeps the encoding self-describing; copyBuffers so stored binary values never
+// alias entry bytes the caller may reuse; int64AsType 'auto' turns safe 64-bit ints from other
+// encoders into numbers (unsafe ones stay bigint and are rejected; 'auto' is documented, the typings lag).
+const packr = new Packr({ useRecords: false, structuredClone: false, copyBuffers: true, int64AsType: 'auto' as 'number' });
+
+export function encodeMetaCommand(cmd: MetaCommand): Uint8Array {
+  return packr.pack(cmd);
+}
+
+/** Decodes and validates; returns a fresh command holding only the known fields. Throws Error('malformed command: ...'). */
+export function decodeMetaCommand(bytes: Uint8Array): MetaCommand {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(bytes);
+  } catch (err) {
+    throw new Error(`malformed command: undecodable bytes (${(err as Error).message})`);
+  }
+  return parseCommand(raw, '', false);
+}
+
+type Rec = Record<string, unknown>;
+
+function isPlainObject(v: unknown): v is Rec {
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || ArrayBuffer.isView(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+const isUint = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+function valueProblem(v: unknown, depth: number): string | null {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean' || v instanceof Uint8Array) return null;
+  if (typeof v === 'number') return Number.isFinite(v) ? null : 'value numbers must be finite';
+  if (depth >= MAX_VALUE_DEPTH) return `value is nested deeper than ${MAX_VALUE_DEPTH} levels`;
+  const items = Array.isArray(v) ? v : isPlainObject(v) ? Object.values(v) : null;
+  if (!items) {
+    const kind = v === undefined ? 'undefined' : typeof v === 'object' ? (v.constructor?.name ?? 'object') : typeof v;
+    return `value contains unsupported ${kind}`;
+  }
+  for (const item of items) {
+    const p = valueProblem(item, depth + 1);
+    if (p) return p;
+  }
+  return null;
+}
+
+function parseCommand(raw: unknown, path: string, nested: boolean): MetaCommand {
+  const bad = (problem: string): never => {
+    throw new Error(`malformed command: ${path}${problem}`);
+  };
+  if (!isPlainObject(raw)) return bad('not an object');
+  const c = raw;
+  const key = (): string => (typeof c.key === 'string' && c.key !== '' ? c.key : bad('key must be a non-empty string'));
+  // Absent optional fields stay absent (not undefined), so normalized commands compare and encode identically.
+  const opt = (name: 'lease' | 'expectedRevision'): { [k: string]: number } =>
+    c[name] === undefined ? {} : isUint(c[name]) ? { [name]: c[name] } : bad(`${name} must be a non-negative integer`);
+  let cmd: MetaCommand;
+  switch (c.op) {
+    case 'put': {
+      const problem = valueProblem(c.value, 0);
+      if (problem) bad(problem);
+      if (c.merge !== undefined && typeof c.merge !== 'boolean') bad('merge must be a boolean');
+      cmd = { op: 'put', key: key(), value: c.value, ...opt('lease'), ...opt('expectedRevision'), ...(c.merge ? { merge: true } : {}) };
+      break;
+    }
+    case 'delete':
+      cmd = { op: 'delete', key: key(), ...opt('expectedRevision') };
+      break;
+    case 'deletePrefix':
+      cmd = { op: 'deletePrefix', prefix: typeof c.prefix === 'string' ? c.prefix : bad('prefix must be a string') };
+      break;
+    case 'incr':
+      cmd = { op: 'incr', key: key(), by: Number.isSafeInteger(c.by) ? (c.by as number) : bad('by must be a safe integer') };
+      break;
+    case 'leaseGrant': {
+      const ok = Number.isSafeInteger(c.ttlMs) && (c.ttlMs as number) > 0 && (c.ttlMs as number) <= MAX_LEASE_TTL_MS;
+      cmd = { op: 'leaseGrant', ttlMs: ok ? (c.ttlMs as number) : bad(`ttlMs must be an integer in 1..${MAX_LEASE_TTL_MS}`) };
+      break;
+    }
+    case 'leaseRevoke':
+      cmd = { op: 'leaseRevoke', id: isUint(c.id) && c.id > 0 ? c.id : bad('id must be a positive integer') };
+      break;
+    case 'batch':
+      if (nested) bad('batches cannot be nested');
+      if (!Array.isArray(c.ops)) bad('ops must be an array');
+      cmd = { op: 'batch', ops: (c.ops as unknown[]).map((op, i) => parseCommand(op, `${path}op ${i}: `, true)) };
+      break;
+    default:
+      return bad(`unknown op ${JSON.stringify(c.op)}`);
+  }
+  if (c.session === undefined) return cmd;
+  if (nested) bad('batch ops carry no session');
+  const s = c.session;
+  if (!isPlainObject(s) || typeof s.client !== 'string') return bad('session.client must be a string');
+  if (!isUint(s.seq)) bad('session.seq must be a non-negative integer');
+  return { session: { client: s.client, seq: s.seq as number }, ...cmd };
+}
+
+/** Values are frozen when stored, so handing them out is safe. Typed arrays cannot be frozen: treat them as read-only. */
+function deepFreeze<T>(v: T, depth = 0): T {
+  if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v) || Object.isFrozen(v) || depth > MAX_VALUE_DEPTH + 8) return v;
+  for (const item of Object.values(v)) deepFreeze(item, depth + 1);
+  return Object.freeze(v);
+}
+
+const byKey = (a: KeyValue, b: KeyValue) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+
+/** A listener bug must neither abort an apply half-way nor change this replica's state; surface it like an uncaught event error. */
+function notify(call: () => void): void {
+  try {
+    call();
+  } catch (err) {
+    queueMicrotask(() => {
+      throw err;
+    });
+  }
+}
+
+/** A distinct box per call, so subscribing the same function twice unsubscribes separately. */
+function subscribe<A extends unknown[]>(set: Set<(...args: A) => void>, fn: (...args: A) => void): () => void {
+  const box = (...args: A) => fn(...args);
+  set.add(box);
+  return () => void set.delete(box);
+}
+
+type Outcome =
+  | { ok: true; kv?: KeyValue | null; prev?: KeyValue | null; deleted?: number; leaseId?: number; results?: Outcome[] }
+  | { ok: false; code: MetaErrorCode; message: string };
+
+const fail = (code: MetaErrorCode, message: string): Outcome => ({ ok: false, code, message });
+
+/** Result revision is the store revision after the whole entry, filled in once the entry commits or rolls back. */
+function finish(o: Outcome, revision: number): MetaResult {
+  if (!o.ok) return Object.freeze({ ok: false, code: o.code, message: o.message, revision });
+  const { ok: _ok, results, ...rest } = o;
+  const r: MetaResult = { ok: true, revision, ...rest };
+  if (results) r.results = Object.freeze(results.map((x) => finish(x, revision))) as MetaResult[];
+  return Object.freeze(r);
+}
+
+/** One entry's execution: mutations happen in place and are undone in reverse if any op fails. */
+interface Txn { rev: number; undo: (() => void)[]; events: WatchEvent[]; changed: boolean; granted: boolean }
+
+interface Lease { ttlMs: number; keys: Set<string> }
+
+/** Snapshot layout: arrays in an order we fix (keys sorted, leases by id, sessions LRU-first) so bytes are deterministic. */
+interface MetaSnapshot {
+  v: 1;
+  revision: number;
+  kvs: [key: string, value: MetaValue, createRevision: number, modRevision: number, version: number, lease: number][];
+  leases: [id: number, ttlMs: number][];
+  sessions: [client: string, seq: number, result: MetaResult][];
+}
+
+export class MetadataStateMachine implements StateMachine<MetaResult> {
+  private kvs = new Map<string, KeyValue>();
+  private leaseTable = new Map<number, Lease>();
+  /** Map iteration order = LRU order by log position: touching a client re-inserts it at the end. */
+  private sessions = new Map<string, { seq: number; result: MetaResult }>();
+  private rev = 0;
+  private history: WatchEvent[] = [];
+  private historyStart = 0;
+  /** Highest revision whose events may be (partly) gone from the history. */
+  private compactRev = 0;
+  private readonly changeListeners = new Set<(ev: WatchEvent) => void>();
+  private readonly appliedListeners = new Set<(index: number, result: MetaResult) => void>();
+  private readonly maxValueBytes: number;
+  private readonly maxKeyBytes: number;
+  private readonly maxSessions: number;
+  private readonly historySize: number;
+
+  constructor(opts: MetadataOptions = {}) {
+    this.maxValueBytes = opts.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+    this.maxKeyBytes = opts.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES;
+    this.maxSessions = opts.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    this.historySize = opts.historySize ?? DEFAULT_HISTORY_SIZE;
+  }
+
+  get revision(): number {
+    return this.rev;
+  }
+
+  apply(entry: Entry): MetaResult {
+    const result = this.applyData(entry.data);
+    for (const fn of [...this.appliedListeners]) notify(() => fn(entry.index, result));
+    return result;
+  }
+
+  private applyData(data: Uint8Array | null): MetaResult {
+    if (!data) return finish({ ok: true }, this.rev);
+    let cmd: MetaCommand;
+    try {
+      cmd = decodeMetaCommand(data);
+    } catch (err) {
+      // A bad command must not crash a replica; every replica returns the same error.
+      return finish(fail('badCommand', (err as Error).message), this.rev);
+    }
+    const s = cmd.session;
+    if (!s) return this.run(cmd);
+    const known = this.sessions.get(s.client);
+    if (known && s.seq < known.seq) return finish(fail('badCommand', 'stale session sequence'), this.rev);
+    if (known && s.seq === known.seq) {
+      this.touch(s.client, known);
+      return known.result; // a retry of an already-applied command: do not apply twice
+    }
+    const result = this.run(cmd);
+    this.touch(s.client, { seq: s.seq, result });
+    return result;
+  }
+
+  private touch(client: string, rec: { seq: number; result: MetaResult }): void {
+    this.sessions.delete(client);
+    this.sessions.set(client, rec);
+    this.evictSessions();
+  }
+
+  private evictSessions(): void {
+    while (this.sessions.size > this.maxSessions) this.sessions.delete(this.sessions.keys().next().value as string);
+  }
+
+  private run(cmd: MetaCommand): MetaResult {
+    const txn: Txn = { rev: this.rev + 1, undo: [], events: [], changed: false, granted: false };
+    let out: Outcome;
+    try {
+      out = this.exec(txn, cmd);
+    } catch (err) {
+      // Only a bug gets here. It is deterministic, so rolling back keeps replicas in agreement.
+      out = fail('badCommand', `internal error: ${(err as Error).message}`);
+    }
+    if (!out.ok) {
+      for (let i = txn.undo.length - 1; i >= 0; i--) txn.undo[i]!();
+      return finish(out, this.rev);
+    }
+    if (txn.changed) this.rev = txn.rev;
+    const result = finish(out, this.rev);
+    // Listeners run after the commit, so they observe the entry's final state.
+    for (const ev of txn.events) this.record(ev);
+    return result;
+  }
+
+  private exec(txn: Txn, cmd: MetaCommand): Outcome {
+    switch (cmd.op) {
+      case 'put':
+        return this.put(txn, cmd);
+      case 'delete': {
+        const cur = this.kvs.get(cmd.key);
+        const cas = this.checkRevision(cmd.key, cur, cmd.expectedRevision);
+        if (cas || !cur) return cas ?? { ok: true, deleted: 0, prev: null };
+        this.remove(txn, cur);
+        return { ok: true, deleted: 1, prev: cur };
+      }
+      case 'deletePrefix': {
+        const doomed = this.list(cmd.prefix);
+        for (const kv of doomed) this.remove(txn, kv);
+        return { ok: true, deleted: doomed.length };
+      }
+      case 'incr': {
+        const cur = this.kvs.get(cmd.key);
+        const tooLong = this.checkKey(cmd.key);
+        if (tooLong) return tooLong;
+        const base = cur ? cur.value : 0;
+        if (typeof base !== 'number') return fail('badCommand', `cannot incr key "${cmd.key}": its value is not a number`);
+        const next = base + cmd.by;
+        if (Number.isInteger(base) ? !Number.isSafeInteger(next) : !Number.isFinite(next)) {
+          return fail('badCommand', `incr of key "${cmd.key}" leaves the safe integer range`);
+        }
+        return this.store(txn, cmd.key, cur, next, cur?.lease ?? 0);
+      }
+      case 'leaseGrant': {
+        // Lease ids are revision numbers, so a second grant in one entry would reuse the id.
+        if (txn.granted) return fail('badCommand', 'at most one leaseGrant per batch');
+        txn.granted = true;
+        const id = txn.rev;
+        this.leaseTable.set(id, { ttlMs: cmd.ttlMs, keys: new Set() });
+        txn.undo.push(() => this.leaseTable.delete(id));
+        txn.changed = true;
+        return { ok: true, leaseId: id };
+      }
+      case 'leaseRevoke': {
+        const lease = this.leaseTable.get(cmd.id);
+        if (!lease) return fail('noLease', `lease ${cmd.id} does not exist`);
+        const keys = [...lease.keys].sort();
+        for (const key of keys) this.remove(txn, this.kvs.get(key)!);
+        this.leaseTable.delete(cmd.id);
+        txn.undo.push(() => this.leaseTable.set(cmd.id, lease));
+        txn.changed = true;
+        return { ok: true, deleted: keys.length, leaseId: cmd.id };
+      }
+      case 'batch': {
+        const results: Outcome[] = [];
+        for (const [i, op] of cmd.ops.entries()) {
+          const r = this.exec(txn, op);
+          if (!r.ok) return fail(r.code, `op ${i}: ${r.message}`);
+          results.push(r);
+        }
+        return { ok: true, results };
+      }
+    }
+  }
+
+  private put(txn: Txn, cmd: Extract<MetaCommand, { op: 'put' }>): Outcome {
+    const { key } = cmd;
+    const cur = this.kvs.get(key);
+    const early = this.checkKey(key) ?? this.checkRevision(key, cur, cmd.expectedRevision);
+    if (early) return early;
+    if (cmd.lease && !this.leaseTable.has(cmd.lease)) return fail('noLease', `lease ${cmd.lease} does not exist`);
+    let value = cmd.value;
+    if (cmd.merge) {
+      // Partial update of typed metadata: top-level fields replace, the rest stay.
+      if (!isPlainObject(value)) return fail('notObject', `merge value for key "${key}" must be a plain object`);
+      if (cur && !isPlainObject(cur.value)) return fail('notObject', `cannot merge into key "${key}": its current value is not an object`);
+      if (cur) value = { ...(cur.value as Rec), ...value };
+    }
+    const size = packr.pack(value).byteLength;
+    if (size > this.maxValueBytes) {
+      return fail('tooLarge', `value for key "${key}" is ${size} bytes, over the limit of ${this.maxValueBytes} bytes (maxValueBytes)`);
+    }
+    return this.store(txn, key, cur, value, cmd.lease ?? cur?.lease ?? 0);
+  }
+
+  private checkKey(key: string): Outcome | null {
+    const bytes = Buffer.byteLength(key, 'utf8');
+    if (bytes <= this.maxKeyBytes) return null;
+    return fail('tooLarge', `key is ${bytes} bytes, over the limit of ${this.maxKeyBytes} bytes (maxKeyBytes)`);
+  }
+
+  private checkRevision(key: string, cur: KeyValue | undefined, expected: number | undefined): Outcome | null {
+    const actual = cur?.modRevision ?? 0;
+    if (expected === undefined || expected === actual) return null;
+    return fail('casFailed', `key "${key}": expected revision ${expected}, actual ${actual}${cur ? '' : ' (missing)'}`);
+  }
+
+  private store(txn: Txn, key: string, cur: KeyValue | undefined, value: MetaValue, lease: number): Outcome {
+    const [createRevision, version] = cur ? [cur.createRevision, cur.version + 1] : [txn.rev, 1];
+    const kv: KeyValue = Object.freeze({ key, value: deepFreeze(value), createRevision, modRevision: txn.rev, version, lease });
+    this.write(txn, key, kv);
+    txn.events.push(Object.freeze({ revision: txn.rev, type: 'put', kv, prev: cur ?? null }));
+    return { ok: true, kv, prev: cur ?? null };
+  }
+
+  private remove(txn: Txn, cur: KeyValue): void {
+    this.write(txn, cur.key, undefined);
+    const tombstone = Object.freeze({ key: cur.key, value: null, createRevision: 0, modRevision: txn.rev, version: 0, lease: 0 });
+    txn.events.push(Object.freeze({ revision: txn.rev, type: 'delete', kv: tombstone, prev: cur }));
+  }
+
+  private write(txn: Txn, key: string, next: KeyValue | undefined): void {
+    const cur = this.kvs.get(key);
+    this.link(key, cur, next);
+    txn.undo.push(() => this.link(key, next, cur));
+    txn.changed = true;
+  }
+
+  /** Replaces `from` by `to` for key, keeping the lease -> keys index in step. */
+  private link(key: string, from: KeyValue | undefined, to: KeyValue | undefined): void {
+    if (from?.lease) this.leaseTable.get(from.lease)?.keys.delete(key);
+    if (to) this.kvs.set(key, to);
+    else this.kvs.delete(key);
+    if (to?.lease) this.leaseTable.get(to.lease)?.keys.add(key);
+  }
+
+  private record(ev: WatchEvent): void {
+    this.history.push(ev);
+    if (this.history.length - this.historyStart > this.historySize) {
+      this.compactRev = this.history[this.historyStart++]!.revision;
+      // Amortized O(1) trimming instead of shift() on every event.
+      if (this.historyStart > 1024 && this.historyStart * 2 > this.history.length) {
+        this.history = this.history.slice(this.historyStart);
+        this.historyStart = 0;
+      }
+    }
+    for (const fn of [...this.changeListeners]) notify(() => fn(ev));
+  }
+
+  get(key: string): KeyValue | undefined {
+    return this.kvs.get(key);
+  }
+
+  /** Sorted by key (JS string order); '' lists all. */
+  list(prefix: string): KeyValue[] {
+    const out: KeyValue[] = [];
+    for (const kv of this.kvs.values()) if (kv.key.startsWith(prefix)) out.push(kv);
+    return out.sort(byKey);
+  }
+
+  leases(): { id: number; ttlMs: number; keys: string[] }[] {
+    return [...this.leaseTable.keys()].sort((a, b) => a - b).map((id) => this.lease(id)!);
+  }
+
+  lease(id: number): { id: number; ttlMs: number; keys: string[] } | undefined {
+    const l = this.leaseTable.get(id);
+    return l && { id, ttlMs: l.ttlMs, keys: [...l.keys].sort() };
+  }
+
+  /** Events with revision > fromRevision under prefix, or compacted when some of them may be gone (re-list, then watch from the list's revision). */
+  changesSince(fromRevision: number, prefix: string): { events: WatchEvent[] } | { compacted: true; compactRevision: number } {
+    if (fromRevision < this.compactRev) return { compacted: true, compactRevision: this.compactRev };
+    let lo = this.historyStart;
+    let hi = this.history.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.history[mid]!.revision <= fromRevision) lo = mid + 1;
+      else hi = mid;
+    }
+    const events: WatchEvent[] = [];
+    for (let i = lo; i < this.history.length; i++) if (this.history[i]!.kv.key.startsWith(prefix)) events.push(this.history[i]!);
+    return { events };
+  }
+
+  /** Called synchronously during apply, after the entry committed, in log order. */
+  onChange(fn: (ev: WatchEvent) => void): () => void {
+    return subscribe(this.changeListeners, fn);
+  }
+
+  /** Called after every entry, including empty ones and failures. */
+  onApplied(fn: (index: number, result: MetaResult) => void): () => void {
+    return subscribe(this.appliedListeners, fn);
+  }
+
+  snapshot(): Uint8Array {
+    const snap: MetaSnapshot = {
+      v: 1,
+      revision: this.rev,
+      kvs: this.list('').map((kv) => [kv.key, kv.value, kv.createRevision, kv.modRevision, kv.version, kv.lease]),
+      leases: [...this.leaseTable].sort(([a], [b]) => a - b).map(([id, l]) => [id, l.ttlMs]),
+      sessions: [...this.sessions].map(([client, r]) => [client, r.seq, r.result]),
+    };
+    return packr.pack(snap);
+  }
+
+  /** Replaces everything; on a bad snapshot it throws and leaves the current state untouched. Listeners are kept. */
+  restore(data: Uint8Array): void {
+    let snap: MetaSnapshot;
+    try {
+      snap = packr.unpack(data) as MetaSnapshot;
+    } catch (err) {
+      throw new Error(`metadata snapshot: undecodable (${(err as Error).message})`);
+    }
+    if (!isPlainObject(snap) || snap.v !== 1 || !isUint(snap.revision) || ![snap.kvs, snap.leases, snap.sessions].every(Array.isArray)) {
+      throw new Error('metadata snapshot: unsupported format');
+    }
+    const leases = new Map<number, Lease>(snap.leases.map(([id, ttlMs]) => [id, { ttlMs, keys: new Set<string>() }]));
+    const kvs = new Map<string, KeyValue>();
+    for (const [key, value, createRevision, modRevision, version, lease] of snap.kvs) {
+      if (lease) {
+        const l = leases.get(lease);
+        if (!l) throw new Error(`metadata snapshot: key "${key}" references missing lease ${lease}`);
+        l.keys.add(key);
+      }
+      kvs.set(key, Object.freeze({ key, value: deepFreeze(value), createRevision, modRevision, version, lease }));
+    }
+    this.sessions = new Map(snap.sessions.map(([client, seq, result]) => [client, { seq, result: deepFreeze(result) }]));
+    this.evictSessions();
+    this.kvs = kvs;
+    this.leaseTable = leases;
+    this.rev = snap.revision;
+    this.history = [];
+    this.historyStart = 0;
+    this.compactRev = this.rev;
+  }
+
+  /** sha256 of the snapshot bytes: equal digests = equal data, leases, revision and sessions (history is not state). */
+  digest(): string {
+    return createHash('sha256').update(this.snapshot()).digest('hex');
+  }
+}
