@@ -45,6 +45,16 @@ export interface ClusterServerOptions {
 }
 
 export const DEFAULT_CLUSTER = 'submarine';
+/**
+ * Raft messages over NATS stay small: a 1 MB message takes ~170 ms through nats.js here and
+ * delays every heartbeat queued behind it on the connection (elections follow). Appends carry at
+ * most 128 KiB of entries (one larger entry alone); values are capped at 256 KiB; members drop
+ * anything over 512 KiB and the broker refuses anything over 1 MB.
+ */
+export const RAFT_APPEND_BYTES = 128 * 1024;
+export const DEFAULT_MAX_VALUE_BYTES = 256 * 1024;
+export const MAX_RAFT_MESSAGE_BYTES = 512 * 1024;
+export const MAX_API_REQUEST_BYTES = 512 * 1024;
 
 /** nats.js defaults give up after 10 reconnects and notice a paused server only after minutes. */
 export function natsConnectOptions(servers: string[], name: string, user?: string, pass?: string) {
@@ -104,12 +114,12 @@ export class ClusterServer {
     try {
       await mkdir(o.dataDir, { recursive: true });
       const storage = new DiskRaftStorage({ fs: new NodeFileSystem(), dir: join(o.dataDir, 'raft'), logger });
-      const sm = new MetadataStateMachine({ maxValueBytes: o.maxValueBytes });
+      const sm = new MetadataStateMachine({ maxValueBytes: o.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES });
       const counters = new Counters();
       const peers = new Set(o.peers);
       let node: RaftNode<MetaResult> | null = null;
       const transport = new NatsTransport({
-        nc, cluster, self: o.id, counters, logger,
+        nc, cluster, self: o.id, counters, logger, maxBytes: MAX_RAFT_MESSAGE_BYTES,
         isMember: (id) => peers.has(id) || (node !== null && (node.state.conf.voters.includes(id) || node.state.conf.learners.includes(id))),
       });
       node = await RaftNode.start<MetaResult>({
@@ -117,6 +127,7 @@ export class ClusterServer {
         bootstrap: o.join ? { voters: [], learners: [] } : { voters: [...o.peers], learners: [] },
         storage, stateMachine: sm, transport, clock: o.clock ?? realClock, random: Math.random, logger,
         electionTimeoutMs: o.electionTimeoutMs, heartbeatIntervalMs: o.heartbeatIntervalMs,
+        raft: { maxBytesPerMsg: RAFT_APPEND_BYTES, snapshotChunkBytes: 64 * 1024 },
         snapshotEveryEntries: o.snapshotEveryEntries ?? 10_000,
       });
       const server = new ClusterServer(o, nc, owns, node, sm, transport, counters);
@@ -163,7 +174,7 @@ export class ClusterServer {
   private async handle(m: Msg): Promise<void> {
     let req: ApiRequest;
     try {
-      const env = decodeEnvelope(m.data, { cluster: this.cluster, maxBytes: 1 << 20 });
+      const env = decodeEnvelope(m.data, { cluster: this.cluster, maxBytes: MAX_API_REQUEST_BYTES });
       if (env.kind !== 'req') throw new DecodeError('unknownType', `unknown envelope kind ${JSON.stringify(env.kind)}`);
       const problem = checkRequest(env.body);
       if (problem) throw new DecodeError('badShape', problem);
@@ -196,12 +207,12 @@ export class ClusterServer {
   private async dispatch(req: ApiRequest): Promise<Record<string, unknown>> {
     switch (req.op) {
       case 'write': {
-        this.requireLeader();
         try {
           decodeMetaCommand(req.cmd); // refuse garbage before it takes a log slot
         } catch (err) {
           throw new BadRequestError((err as Error).message);
         }
+        this.requireLeader();
         const { index, result } = await this.proposeBytes(req.cmd);
         return { index, result };
       }
