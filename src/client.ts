@@ -54,7 +54,10 @@ export interface WatchOptions {
 }
 
 export interface Watcher {
+  /** Revision of the last delivered change (or progress) */
   readonly revision: number;
+  /** The member currently serving the watch (it moves when that member dies). */
+  readonly member: NodeId | null;
   close(): Promise<void>;
 }
 
@@ -262,6 +265,9 @@ export class ClusterClient {
     return {
       get revision() {
         return cursor;
+      },
+      get member() {
+        return member;
       },
       close: async () => {
         closed = true;
