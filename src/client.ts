@@ -8,13 +8,14 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import { natsConnectOptions, DEFAULT_CLUSTER } from '../actors/cluster-server.ts';
+import { Outbox } from '../actors/outbox.ts';
 import type { WatchPush } from '../actors/watch-hub.ts';
 import { decodeEnvelope, encodeEnvelope } from './codec.ts';
 import { BadRequestError, CompactedError, MetaError, NoQuorumError, NotLeaderError, TimeoutError } from './errors.ts';
 import type { ApiErrorBody, ApiRequest, Consistency } from './api/protocol.ts';
 import { subjects } from './nats/subjects.ts';
 import type { ConfChange, NodeId } from './raft/types.ts';
-import { encodeMetaCommand, type KeyValue, type MetaCommand, type MetaResult, type MetaValue, type WatchEvent } from './sm/metadata.ts';
+import { decodeMetaCommand, encodeMetaCommand, type KeyValue, type MetaCommand, type MetaResult, type MetaValue, type WatchEvent } from './sm/metadata.ts';
 
 export interface ClusterClientOptions {
   nats: string[] | NatsConnection;
@@ -27,6 +28,8 @@ export interface ClusterClientOptions {
   requestTimeoutMs?: number;
   /** How long a write keeps trying to reach a leader before NoQuorumError / TimeoutError. */
   quorumWaitMs?: number;
+  /** Directory of the durable outbox used by enqueue(); without it enqueue() is unavailable. */
+  outboxDir?: string;
 }
 
 export interface MemberStatus {
@@ -71,6 +74,7 @@ export class ClusterClient {
   private closed = false;
   private readonly timeoutMs: number;
   private readonly quorumWaitMs: number;
+  private box: Outbox | null = null;
 
   private constructor(readonly nc: NatsConnection, private readonly ownsConnection: boolean, o: ClusterClientOptions) {
     this.cluster = o.cluster ?? DEFAULT_CLUSTER;
@@ -80,17 +84,40 @@ export class ClusterClient {
   }
 
   static async connect(o: ClusterClientOptions): Promise<ClusterClient> {
-    if (Array.isArray(o.nats)) {
-      const nc = await connect(natsConnectOptions(o.nats, 'submarine-cluster client', o.user, o.pass));
-      return new ClusterClient(nc, true, o);
+    const client = Array.isArray(o.nats)
+      ? new ClusterClient(await connect(natsConnectOptions(o.nats, 'submarine-cluster client', o.user, o.pass)), true, o)
+      : new ClusterClient(o.nats, false, o);
+    if (o.outboxDir) {
+      client.box = await Outbox.open({
+        dir: o.outboxDir,
+        // The outbox's own (clientId, seq) is the session: stable across restarts, reused on retry.
+        submit: ({ client: id, seq, command }) => client.writeWithSession({ ...decodeMetaCommand(command), session: { client: id, seq } } as MetaCommand),
+        isRetryable: (err) => err instanceof NoQuorumError || err instanceof TimeoutError || err instanceof NotLeaderError || isNoResponders(err),
+      });
     }
-    return new ClusterClient(o.nats, false, o);
+    return client;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
+    await this.box?.close();
     this.closed = true;
     if (this.ownsConnection) await this.nc.close();
+  }
+
+  /**
+   * Stores a write durably in the local outbox (resolves once fsynced) and commits it in the
+   * background, in order, exactly once, retrying while the cluster is unreachable — also across
+   * client restarts. Results arrive through `outbox.onResult`.
+   */
+  async enqueue(cmd: MetaCommand): Promise<{ seq: number }> {
+    if (cmd.session) throw new Error('enqueue: the outbox assigns the session');
+    return this.outbox.enqueue(encodeMetaCommand(cmd));
+  }
+
+  get outbox(): Outbox {
+    if (!this.box) throw new Error('this client has no outbox: connect with { outboxDir }');
+    return this.box;
   }
 
   // ---- key/value -----------------------------------------------------------------------------
