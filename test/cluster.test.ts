@@ -3,8 +3,10 @@
  * ports, started and stopped here by PID).
  */
 import test from 'ava';
+import { join } from 'node:path';
+import { ClusterClient } from '../src/client.ts';
 import { NoQuorumError } from '../src/errors.ts';
-import { connectClient, eventually, freshCluster, waitForLeader } from './helpers/local-cluster.ts';
+import { connectClient, eventually, freshCluster, tempDir, waitForLeader } from './helpers/local-cluster.ts';
 
 test.serial('writes, linearizable and stale reads; kill -9 the leader loses no acknowledged write; restart brings all data back', async (t) => {
   const c = await freshCluster('basic');
@@ -97,4 +99,33 @@ test.serial('exactly once: a write whose reply was lost is retried with the same
   const next = await client.writeWithSession({ op: 'incr', key: 'counter', by: 1, session: { ...session, seq: 2 } });
   t.true(next.ok);
   t.is((await client.get('counter')).kv?.value, 2);
+});
+
+test.serial('outbox: writes queued while the cluster is down survive a client restart and commit in order, once', async (t) => {
+  const c = await freshCluster('outbox');
+  t.teardown(() => c.stop());
+  const outboxDir = join(await tempDir('outbox-client'), 'outbox');
+  const probe = await connectClient(c);
+  t.teardown(() => probe.close());
+  await waitForLeader(probe, 3);
+  await Promise.all(c.members.map((m) => m.stop()));
+
+  const first = await ClusterClient.connect({ ...c.clientOptions(), outboxDir, quorumWaitMs: 300 });
+  for (let i = 0; i < 10; i++) {
+    await first.enqueue({ op: 'put', key: `o/${i}`, value: i });
+    await first.enqueue({ op: 'incr', key: 'o/count', by: 1 });
+  }
+  t.is(first.outbox.pending().length, 20);
+  await first.close();
+
+  const second = await ClusterClient.connect({ ...c.clientOptions(), outboxDir, quorumWaitMs: 300 });
+  t.teardown(() => second.close());
+  t.is(second.outbox.pending().length, 20, 'the queue survived the client restart');
+  for (const m of c.members) m.start();
+  await second.outbox.whenDrained();
+  const listed = await second.list('o/');
+  const byKey = new Map(listed.kvs.map((kv) => [kv.key, kv]));
+  t.is(byKey.get('o/count')?.value, 10, 'each increment applied exactly once');
+  const revs = Array.from({ length: 10 }, (_, i) => byKey.get(`o/${i}`)!.modRevision);
+  t.deepEqual([...revs].sort((a, b) => a - b), revs, 'applied in queue order');
 });
