@@ -266,6 +266,36 @@ export class ClusterServer {
     return (await this.proposeBytes(encodeMetaCommand(cmd))).result;
   }
 
+  // ---- hooks for member-side services (monitor, ...) ------------------------------------------
+
+  /** This member's monotonic clock (never compare its readings with another host's). */
+  get clock(): Clock {
+    return this.opts.clock ?? realClock;
+  }
+
+  isLeader(): boolean {
+    return this.node.status().role === 'leader';
+  }
+
+  /** Proposes a command from inside the member; only the leader accepts (NotLeaderError otherwise). */
+  propose(cmd: MetaCommand): Promise<{ index: number; result: MetaResult }> {
+    this.requireLeader();
+    return this.proposeBytes(encodeMetaCommand(cmd));
+  }
+
+  /** Called after every step in which the role or term changed. */
+  onRoleChange(fn: (role: string, term: number) => void): () => void {
+    let last = `${this.node.status().role}/${this.node.status().term}`;
+    return this.node.onChange((n) => {
+      const s = n.status();
+      const now = `${s.role}/${s.term}`;
+      if (now !== last) {
+        last = now;
+        fn(s.role, s.term);
+      }
+    });
+  }
+
   private proposeBytes(bytes: Uint8Array): Promise<{ index: number; result: MetaResult }> {
     this.counters.inc('proposals_total');
     return this.withTimeout(this.node.propose(bytes), 'write');
