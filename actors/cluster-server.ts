@@ -41,6 +41,8 @@ export interface ClusterServerOptions {
   /** How long a write may wait for its commit before the member answers TimeoutError. */
   proposeTimeoutMs?: number;
   maxValueBytes?: number;
+  /** Accept `fault` requests (drop Raft traffic to/from chosen peers): demos and the chaos suite only. */
+  allowFaultInjection?: boolean;
   clock?: Clock;
 }
 
@@ -145,7 +147,12 @@ export class ClusterServer {
     const progress = s.role === 'leader'
       ? Object.fromEntries([...this.node.state.progress].map(([id, p]) => [id, { match: p.match, next: p.next, state: p.state, lag: s.lastIndex - p.match }]))
       : undefined;
-    return { ...s, revision: this.sm.revision, progress, watches: this.watches.size, counters: this.counters.toJSON() };
+    return {
+      ...s, revision: this.sm.revision, progress, watches: this.watches.size, counters: this.counters.toJSON(),
+      transitions: this.node.transitions.slice(-20),
+      faults: { dropTo: [...this.transport.faults.dropTo], dropFrom: [...this.transport.faults.dropFrom] },
+      pid: process.pid, rssBytes: process.memoryUsage.rss(),
+    };
   }
 
   /** Clean stop: stop serving, stop Raft (storage flushed and closed), close our NATS connection. */
@@ -236,6 +243,13 @@ export class ClusterServer {
         return { ttlMs: this.leases.keepAlive(req.id) };
       case 'member':
         return this.changeMember(req.change);
+      case 'fault': {
+        if (!this.opts.allowFaultInjection) throw new BadRequestError('fault injection is disabled on this member (start it with --allow-fault-injection)');
+        this.transport.faults.dropTo = new Set(req.dropTo);
+        this.transport.faults.dropFrom = new Set(req.dropFrom);
+        this.log.warn({ node: this.id, dropTo: req.dropTo, dropFrom: req.dropFrom }, 'fault injection');
+        return {};
+      }
       case 'transfer': {
         this.requireLeader();
         this.node.transferLeadership(req.target);

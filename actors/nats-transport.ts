@@ -32,7 +32,7 @@ export interface TransportFaults {
 
 export class NatsTransport implements Transport {
   readonly counters: Counters;
-  readonly faults: TransportFaults = { dropTo: new Set(), dropFrom: new Set() };
+  faults: TransportFaults = { dropTo: new Set(), dropFrom: new Set() };
   private sub: Subscription | null = null;
   private readonly logger: Logger;
   private readonly limiter = new RateLimitedLog();

@@ -17,7 +17,7 @@ import { ConfigError, loadConfig, parseFlags } from './config.ts';
 import { runSimulation } from './sim/sim.ts';
 
 const USAGE = `usage: submarine-cluster <command> [flags]
-  node --id ID --peers ID,ID,ID --nats URL[,URL] --data-dir DIR [--cluster NAME] [--join]
+  node --id ID --peers ID,ID,ID --nats URL[,URL] --data-dir DIR [--cluster NAME] [--join] [--allow-fault-injection]
   kv put KEY VALUE | kv get KEY [--stale] | kv del KEY | kv ls [PREFIX] [--stale] | kv watch [PREFIX]
   status [--member ID]
   members add ID | members remove ID | members transfer-leader ID
@@ -50,14 +50,15 @@ async function main(argv: string[]): Promise<number> {
 
 async function runNode(argv: string[]): Promise<number> {
   const join = argv.includes('--join');
-  const cfg = loadConfig({ argv: argv.filter((a) => a !== '--join') });
+  const allowFaultInjection = argv.includes('--allow-fault-injection');
+  const cfg = loadConfig({ argv: argv.filter((a) => a !== '--join' && a !== '--allow-fault-injection'), joining: join });
   const logger = pino({ level: cfg.logLevel, base: { member: cfg.id } });
   for (const w of cfg.warnings) logger.warn({ warning: w }, 'config');
   const creds = natsCredentials(cfg.natsCredentialsFile, 'member');
   const server = await ClusterServer.start({
     id: cfg.id, peers: cfg.peers, join, cluster: cfg.cluster, nats: cfg.nats,
     natsUser: cfg.natsUser ?? creds?.user, natsPass: cfg.natsPass ?? creds?.pass,
-    dataDir: cfg.dataDir, logger, electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatTickMs,
+    dataDir: cfg.dataDir, logger, allowFaultInjection, electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatTickMs,
   });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -45,6 +45,10 @@ export interface MemberStatus {
   conf: { voters: NodeId[]; learners: NodeId[] };
   progress?: Record<string, { match: number; next: number; state: string; lag: number }>;
   counters: Record<string, number>;
+  transitions: { at: number; from: string; to: string; term: number }[];
+  faults: { dropTo: NodeId[]; dropFrom: NodeId[] };
+  pid: number;
+  rssBytes: number;
 }
 
 export interface WatchOptions {
@@ -206,6 +210,11 @@ export class ClusterClient {
 
   async removeMember(node: NodeId): Promise<void> {
     await this.toLeader({ op: 'member', change: { op: 'remove', node } satisfies ConfChange });
+  }
+
+  /** Demo/chaos only (members started with allowFaultInjection): drop Raft traffic at `member`. */
+  async injectFault(member: NodeId, f: { dropTo?: NodeId[]; dropFrom?: NodeId[] }): Promise<void> {
+    await this.request(subjects.api(this.cluster, member), { op: 'fault', dropTo: f.dropTo ?? [], dropFrom: f.dropFrom ?? [] });
   }
 
   async transferLeader(target: NodeId): Promise<void> {

@@ -50,6 +50,8 @@ export interface LoadConfigOptions {
   cwd?: string;
   /** The argv is shared with a host program: ignore flags and arguments that are not ours. */
   allowUnknownFlags?: boolean;
+  /** A member joining a running cluster: its id need not be among the (existing) peers yet. */
+  joining?: boolean;
 }
 
 /** "flag --x", "env X", "default", or "key in /path/file": where a setting came from, said once. */
@@ -682,7 +684,7 @@ const DEFAULTS = {
 };
 type Defaulted = keyof typeof DEFAULTS;
 
-function resolveConfig(layers: Layer[]): ClusterConfig {
+function resolveConfig(layers: Layer[], joining = false): ClusterConfig {
   const s: Layer = Object.assign({}, ...layers);
   const get = <F extends Defaulted>(f: F): Setting<(typeof DEFAULTS)[F]> =>
     (s[f] as Setting<(typeof DEFAULTS)[F]> | undefined) ?? { key: f, source: 'default', value: DEFAULTS[f] };
@@ -696,7 +698,7 @@ function resolveConfig(layers: Layer[]): ClusterConfig {
 
   let id: string;
   if (s.id) {
-    if (!peers.value.includes(s.id.value)) bad(s.id, `'${s.id.value}' is not one of the peers: ${peerList}`);
+    if (!joining && !peers.value.includes(s.id.value)) bad(s.id, `'${s.id.value}' is not one of the peers: ${peerList}`);
     id = s.id.value;
   } else {
     // Which member am I? The one peer that is also this server's own address.
@@ -823,5 +825,5 @@ export function loadConfig(o: LoadConfigOptions = {}): ClusterConfig {
   }
   layers.push(flagLayer);
 
-  return resolveConfig(layers);
+  return resolveConfig(layers, o.joining);
 }

@@ -17,7 +17,8 @@ export type ApiRequest =
   | { op: 'watchCancel'; watchId: string }
   | { op: 'leaseKeepAlive'; id: number }
   | { op: 'member'; change: ConfChange }
-  | { op: 'transfer'; target: NodeId };
+  | { op: 'transfer'; target: NodeId }
+  | { op: 'fault'; dropTo: NodeId[]; dropFrom: NodeId[] };
 
 export interface ApiErrorBody {
   name: string;
@@ -31,6 +32,7 @@ export type ApiResponse = ({ ok: true } & Record<string, unknown>) | { ok: false
 
 const CONSISTENCY = new Set(['linearizable', 'stale']);
 const isStr = (v: unknown, max = 4096): v is string => typeof v === 'string' && v.length <= max;
+const isIdList = (v: unknown): v is string[] => Array.isArray(v) && v.length <= 64 && v.every((x) => isStr(x, 256));
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
 /** Returns null when `raw` is a valid request, else a message saying what is wrong. */
@@ -66,6 +68,8 @@ export function checkRequest(raw: unknown): string | null {
     }
     case 'transfer':
       return isStr(r.target, 256) ? null : 'transfer.target must be a string';
+    case 'fault':
+      return isIdList(r.dropTo) && isIdList(r.dropFrom) ? null : 'fault.dropTo and fault.dropFrom must be lists of member ids';
     default:
       return `unknown op ${JSON.stringify(r.op)}`;
   }
