@@ -79,6 +79,8 @@ export class ClusterClient {
   private readonly timeoutMs: number;
   private readonly quorumWaitMs: number;
   private box: Outbox | null = null;
+  /** Members whose subject had no subscriber recently (process gone). */
+  private readonly goneUntil = new Map<NodeId, number>();
 
   private constructor(readonly nc: NatsConnection, private readonly ownsConnection: boolean, o: ClusterClientOptions) {
     this.cluster = o.cluster ?? DEFAULT_CLUSTER;
@@ -326,13 +328,17 @@ export class ClusterClient {
     return this.toLeader(req);
   }
 
-  /** Sends to the cached leader (or any member), following NotLeader hints, until quorumWaitMs. */
+  /**
+   * Sends to the cached leader (or any member), following NotLeader hints, until quorumWaitMs.
+   * A member that has no subscriber (its process is gone: NATS answers "no responders" at once)
+   * is not trusted as a hint for a second: followers keep naming a dead leader until they time out.
+   */
   private async toLeader(req: ApiRequest): Promise<Record<string, unknown>> {
     const deadline = performance.now() + this.quorumWaitMs;
     let sawLeader = false;
     let last: Error | null = null;
-    let delay = 20;
-    for (let attempt = 0; ; attempt++) {
+    let delay = 10;
+    for (;;) {
       if (this.closed) throw new Error('client is closed');
       const target = this.leader;
       try {
@@ -343,20 +349,24 @@ export class ClusterClient {
         last = err as Error;
         const e = err as RequestError;
         if (e instanceof NotLeaderError) {
-          if (e.leader && e.leader !== target) {
-            this.leader = e.leader;
+          const hint = e.leader && (this.goneUntil.get(e.leader) ?? 0) < performance.now() ? e.leader : null;
+          if (hint && hint !== target) {
+            this.leader = hint;
             sawLeader = true;
             continue; // follow the hint at once
           }
           this.leader = null;
-        } else if (e instanceof TimeoutError || isNoResponders(e)) {
+        } else if (isNoResponders(e)) {
+          if (target) this.goneUntil.set(target, performance.now() + 1000);
           this.leader = null;
-          if (e instanceof TimeoutError && target) sawLeader = true;
+        } else if (e instanceof TimeoutError) {
+          if (target) sawLeader = true;
+          this.leader = null;
         } else throw err; // a definite answer (MetaError, BadRequest, ...) is not retried
       }
       if (performance.now() + delay > deadline) break;
       await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 500);
+      delay = Math.min(delay * 1.5, 100);
     }
     if (!sawLeader || last instanceof NotLeaderError || isNoResponders(last)) {
       throw new NoQuorumError(`no leader reachable within ${this.quorumWaitMs} ms: the cluster has no working majority (${last?.message ?? 'no answer'})`);

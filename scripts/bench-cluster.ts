@@ -1,0 +1,114 @@
+/**
+ * Closed-loop benchmark of a local cluster (3 member processes, 3 NATS servers, fsync on):
+ *   tsx scripts/bench-cluster.ts [--clients 1,16] [--seconds 5] [--workload put|get|stale|mixed] [--failover 5]
+ * Prints one JSON line per run: ops/s, latency percentiles (ms), errors, member RSS; and, with
+ * --failover N, the unavailability window (kill -9 of the leader → first acknowledged write).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ClusterClient } from '../src/client.ts';
+import { parseFlags } from '../src/config.ts';
+import { startLocalCluster, type LocalCluster } from '../src/local-cluster.ts';
+
+const flags = parseFlags(process.argv.slice(2));
+const clientCounts = String(flags.clients ?? '1,16').split(',').map(Number);
+const seconds = Number(flags.seconds ?? 5);
+const workload = String(flags.workload ?? 'put');
+const failoverRounds = Number(flags.failover ?? 0);
+const keys = Number(flags.keys ?? 1000);
+const value = 'x'.repeat(Number(flags['value-bytes'] ?? 256));
+
+function pct(sorted: number[], p: number): number {
+  if (!sorted.length) return NaN;
+  return +sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!.toFixed(2);
+}
+
+async function waitLeader(client: ClusterClient, members = 3): Promise<string> {
+  const deadline = performance.now() + 30_000;
+  for (;;) {
+    try {
+      const all = await client.status();
+      const leaders = all.filter((s) => s.role === 'leader');
+      if (all.length >= members && leaders.length === 1 && all.every((s) => s.leader === leaders[0]!.id)) return leaders[0]!.id;
+    } catch {
+      // members still starting
+    }
+    if (performance.now() > deadline) throw new Error('no leader within 30 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function run(c: LocalCluster, clients: ClusterClient[], n: number) {
+  const lat: number[] = [];
+  let errors = 0;
+  const end = performance.now() + seconds * 1000;
+  let i = 0;
+  const loop = async (client: ClusterClient) => {
+    while (performance.now() < end) {
+      const key = `bench/${i++ % keys}`;
+      const t0 = performance.now();
+      try {
+        const op = workload === 'mixed' ? (i % 2 ? 'put' : 'get') : workload;
+        if (op === 'put') await client.put(key, value);
+        else if (op === 'get') await client.get(key);
+        else await client.get(key, { consistency: 'stale' });
+        lat.push(performance.now() - t0);
+      } catch {
+        errors++;
+      }
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(clients.slice(0, n).map(loop));
+  const elapsed = (performance.now() - t0) / 1000;
+  lat.sort((a, b) => a - b);
+  const status = await clients[0]!.status();
+  return {
+    bench: 'cluster', workload, clients: n, seconds: +elapsed.toFixed(2), ops: lat.length, opsPerSec: Math.round(lat.length / elapsed),
+    p50: pct(lat, 50), p90: pct(lat, 90), p99: pct(lat, 99), max: pct(lat, 100), errors,
+    rssMB: Object.fromEntries(status.map((s) => [s.id, Math.round(s.rssBytes / 2 ** 20)])),
+    members: c.members.length,
+  };
+}
+
+async function failover(c: LocalCluster, client: ClusterClient, rounds: number) {
+  const windows: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const leader = await waitLeader(client);
+    await client.put('failover/warm', r);
+    const victim = c.members.find((m) => m.id === leader)!;
+    const killedAt = performance.now();
+    await victim.kill9();
+    for (let k = 0; ; k++) {
+      try {
+        await client.put('failover/probe', k);
+        break;
+      } catch {
+        // unavailable: keep trying
+      }
+    }
+    windows.push(performance.now() - killedAt);
+    victim.start();
+    // All three members up and following one leader before the next round.
+    await waitLeader(client, c.members.length);
+    await client.put('failover/settle', r);
+  }
+  const sorted = [...windows].sort((a, b) => a - b);
+  return { bench: 'failover', rounds, windowsMs: windows.map((w) => Math.round(w)), medianMs: Math.round(pct(sorted, 50)), maxMs: Math.round(pct(sorted, 100)) };
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'sc-bench-'));
+const c = await startLocalCluster({ dir, logLevel: 'warn' });
+try {
+  const max = Math.max(...clientCounts, 1);
+  const clients = await Promise.all(Array.from({ length: max }, () => ClusterClient.connect({ ...c.clientOptions(), quorumWaitMs: 10_000 })));
+  await waitLeader(clients[0]!);
+  if (workload !== 'put') for (let k = 0; k < keys; k += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => clients[0]!.put(`bench/${k + j}`, value)));
+  for (const n of clientCounts) console.log(JSON.stringify(await run(c, clients, n)));
+  if (failoverRounds > 0) console.log(JSON.stringify(await failover(c, clients[0]!, failoverRounds)));
+  await Promise.all(clients.map((cl) => cl.close()));
+} finally {
+  await c.stop();
+  await rm(dir, { recursive: true, force: true });
+}
