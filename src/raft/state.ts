@@ -1,4 +1,4 @@
-import { latestConfIn, isVoter, members } from './conf.ts';
+import { decodeConfEntry, latestConfIn, isVoter, members } from './conf.ts';
 import { newLog, lastIndex, entryAt, type RaftLog } from './log.ts';
 import { newProgress, type Progress } from './progress.ts';
 import type { RaftMessage } from './messages.ts';
@@ -151,7 +151,8 @@ export function createRaftState(opts: {
     leader: null,
     log,
     bootstrapConf: opts.bootstrap,
-    conf: opts.bootstrap,
+    // The snapshot carries the configuration in force at its index; the bootstrap is only for an empty store.
+    conf: snap?.meta.conf ?? opts.bootstrap,
     confIndex: 0,
     confTerm: 0,
     snapshot: snap,
@@ -185,7 +186,23 @@ export const send = (s: RaftState, msg: RaftMessage): void => {
 
 export const others = (s: RaftState): NodeId[] => members(s.conf).filter((m) => m !== s.id);
 export const otherVoters = (s: RaftState): NodeId[] => s.conf.voters.filter((m) => m !== s.id);
-export const canCampaign = (s: RaftState): boolean => isVoter(s.conf, s.id);
+/**
+ * May this node start an election? Voters may. So may a node whose own removal is the latest,
+ * still uncommitted, configuration entry in its log: a leader that removed itself and then lost
+ * its quorum (CheckQuorum) or crashed before committing it. It may be the only holder of that
+ * entry, and then the remaining voters, still using the old configuration, can only win with its
+ * vote, which it denies because their logs are behind: no leader ever again. It campaigns for a
+ * majority of the new configuration (as the leader that proposed the change counted it) and steps
+ * down once the removal commits.
+ */
+export function canCampaign(s: RaftState): boolean {
+  if (isVoter(s.conf, s.id)) return true;
+  if (s.confIndex <= s.log.committed) return false;
+  const e = entryAt(s.log, s.confIndex);
+  if (!e?.data || e.type !== EntryType.ConfChange) return false;
+  const { change } = decodeConfEntry(e.data);
+  return change.op === 'remove' && change.node === s.id;
+}
 
 /** Recompute the configuration from the log if the entry that set it changed or a newer one arrived. */
 export function refreshConf(s: RaftState): void {

@@ -4,6 +4,8 @@ import { runSimulation, type SimResult } from './sim.ts';
 /**
  * npm run sim -- --seeds 1000 [--from 1]      run many seeds, print a JSON summary
  * npm run sim -- --seed 42 --trace             replay one seed with a readable trace
+ * add --membership to also change the membership (add learner, promote, remove, re-add) during faults
+ * add --mutate NAME to break one Raft rule on purpose
  */
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -25,11 +27,12 @@ if (mutation && !MUTATIONS[mutation]) {
   process.exit(2);
 }
 const raft = mutation ? { unsafe: MUTATIONS[mutation] } : undefined;
+const membership = has('membership');
 
 async function main(): Promise<void> {
   const one = arg('seed');
   if (one !== undefined) {
-    const r = await runSimulation({ seed: Number(one), raft, trace: has('trace') ? (l) => console.log(l) : undefined });
+    const r = await runSimulation({ seed: Number(one), raft, membership, trace: has('trace') ? (l) => console.log(l) : undefined });
     console.log(JSON.stringify(r));
     process.exitCode = r.ok ? 0 : 1;
     return;
@@ -39,17 +42,20 @@ async function main(): Promise<void> {
   const started = performance.now();
   const failures: SimResult[] = [];
   let events = 0;
+  let changes = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const r = await runSimulation({ seed, raft });
+    const r = await runSimulation({ seed, raft, membership });
     events += r.events;
+    changes += r.membershipChanges;
     if (!r.ok) {
       failures.push(r);
-      console.error(`seed ${seed} FAILED: ${r.error}  (replay: npm run sim -- --seed ${seed} --trace)`);
+      const flags = `${membership ? ' --membership' : ''}${mutation ? ` --mutate ${mutation}` : ''}`;
+      console.error(`seed ${seed} FAILED: ${r.error}  (replay: npm run sim -- --seed ${seed}${flags} --trace)`);
     }
     if ((seed - from + 1) % 500 === 0) console.error(`${seed - from + 1}/${count} seeds`);
   }
   const secs = (performance.now() - started) / 1000;
-  console.log(JSON.stringify({ seeds: count, failed: failures.length, seconds: +secs.toFixed(1), seedsPerSecond: +(count / secs).toFixed(1), events }));
+  console.log(JSON.stringify({ seeds: count, failed: failures.length, seconds: +secs.toFixed(1), seedsPerSecond: +(count / secs).toFixed(1), events, ...(membership ? { membershipChanges: changes } : {}) }));
   process.exitCode = failures.length ? 1 : 0;
 }
 

@@ -1,6 +1,7 @@
 import { entryAt, lastIndex, termAt } from '../raft/log.ts';
+import { majority } from '../raft/quorum.ts';
 import type { RaftState } from '../raft/state.ts';
-import type { Entry } from '../raft/types.ts';
+import type { ConfState, Entry } from '../raft/types.ts';
 
 export class InvariantViolation extends Error {
   override name = 'InvariantViolation';
@@ -24,6 +25,51 @@ export class SafetyChecker {
     const other = this.leaders.get(term);
     if (other !== undefined && other !== id) throw new InvariantViolation(`election safety: ${other} and ${id} both leader in term ${term}`);
     this.leaders.set(term, id);
+  }
+
+  /**
+   * Election by a majority of the leader's configuration: a new leader of term T must hold votes
+   * from a majority of the voters of the configuration in force in its log. A live voter still in
+   * term T that voted for someone else (or for nobody), or still in an older term, did not vote
+   * for it; voters that are down or moved to a later term might have.
+   * `peer(id)` is a live node's state, or null when it is down.
+   */
+  checkElectionQuorum(id: string, s: Readonly<RaftState>, peer: (id: string) => Readonly<RaftState> | null): void {
+    this.checks++;
+    const voters = s.conf.voters;
+    let denied = 0;
+    for (const v of voters) {
+      const p = v === id ? s : peer(v);
+      if (p && (p.term < s.term || (p.term === s.term && p.vote !== id))) denied++;
+    }
+    if (voters.length - denied < majority(voters.length)) {
+      throw new InvariantViolation(`election: ${id} leader in term ${s.term} without votes from a majority of [${voters}] (${denied} did not vote for it)`);
+    }
+  }
+
+  /**
+   * Commit by a majority of the configuration in force: when a leader's commit index reaches c,
+   * a majority of the voters of its configuration hold its entry at c (same term), or a snapshot
+   * covering it. A live voter whose log lacks it counts against; a voter that is down may hold it.
+   * `confs` are the configurations the leader used since the last check (a change proposed in the
+   * same batch replaces the one the commit was counted with): one of them must have such a majority.
+   */
+  checkCommitQuorum(id: string, s: Readonly<RaftState>, peer: (id: string) => Readonly<RaftState> | null, confs: readonly ConfState[] = [s.conf]): void {
+    this.checks++;
+    const c = s.log.committed;
+    const term = termAt(s.log, c);
+    if (term === undefined) return;
+    const holds = (v: string): boolean => {
+      const p = v === id ? s : peer(v);
+      return !p || p.log.snapshotIndex >= c || termAt(p.log, c) === term;
+    };
+    const described: string[] = [];
+    for (const conf of confs) {
+      const have = conf.voters.filter(holds).length;
+      if (have >= majority(conf.voters.length)) return;
+      described.push(`${conf.voters.length - have} of [${conf.voters}]`);
+    }
+    throw new InvariantViolation(`commit: leader ${id} (term ${s.term}) committed ${c} but ${described.join(' and ')} lack it`);
   }
 
   /** Leader completeness: a new leader's log holds every entry anyone has applied. */

@@ -5,6 +5,8 @@ import { encodeKvCommand, KvStateMachine, type KvResult } from '../sm/kv.ts';
 import { DiskRaftStorage } from '../storage/raft-storage.ts';
 import { SimFileSystem } from '../storage/sim-fs.ts';
 import { NotLeaderError } from '../errors.ts';
+import type { RaftMessage } from '../raft/messages.ts';
+import type { ConfChange, ConfState } from '../raft/types.ts';
 import { InvariantViolation, SafetyChecker } from './invariants.ts';
 import { SimNetwork } from './network.ts';
 import { createRng, type Rng } from './rng.ts';
@@ -19,6 +21,45 @@ export interface SimOptions {
   livenessMs?: number;
   trace?: (line: string) => void;
   raft?: Partial<RaftConfig>;
+  /**
+   * Also perform single-server membership changes while the faults happen: add a new empty node
+   * as a learner, promote it once caught up, remove a voter (the leader too), re-add a removed one.
+   * Requests go to whoever is leader and may fail; the schedule simply tries again later.
+   */
+  membership?: boolean;
+  /**
+   * A scripted scenario instead of the random fault schedule. It runs in virtual time; when it
+   * returns, the network heals and the usual liveness and safety checks follow.
+   */
+  script?: (c: SimControl) => Promise<void>;
+}
+
+/** What a scripted scenario can do (all in virtual time). */
+export interface SimControl {
+  readonly now: number;
+  sleep(ms: number): Promise<void>;
+  /** Ids of every node started so far (members or not). */
+  ids(): string[];
+  node(id: string): RaftNode<KvResult> | null;
+  sm(id: string): KvStateMachine | null;
+  /** The live node claiming leadership with the highest term, if any. */
+  leader(): string | null;
+  /** Wait until some node (among `among`, if given) is leader; throws after timeoutMs. */
+  waitForLeader(timeoutMs?: number, among?: readonly string[]): Promise<string>;
+  crash(id: string): void;
+  restart(id: string): Promise<void>;
+  partition(a: readonly string[], b: readonly string[]): void;
+  cutLink(from: string, to: string): void;
+  heal(): void;
+  /** Start a new node with an empty disk (not a member yet); returns its id. */
+  addNode(): Promise<string>;
+  /** Ask the current leader for a change, retrying on NotLeader / MembershipError until timeoutMs. */
+  changeMembership(change: ConfChange, timeoutMs?: number): Promise<void>;
+  /** Commit a put through the current leader (retrying); resolves once applied on the leader. */
+  put(key: string, value: string, timeoutMs?: number): Promise<void>;
+  /** Call fn for every message delivered from now on. */
+  watch(fn: (m: RaftMessage) => void): void;
+  log(line: string): void;
 }
 
 export interface SimResult {
@@ -36,6 +77,12 @@ export interface SimResult {
   commitIndex: number;
   snapshotsInstalled: number;
   crashes: number;
+  /** Membership changes that committed (membership mode and scripts). */
+  membershipChanges: number;
+  /** The configuration in force at the end (the final leader's), if a leader was found. */
+  finalConf: ConfState | null;
+  finalLeader: string | null;
+  maxTerm: number;
 }
 
 interface SimMember {
@@ -46,50 +93,72 @@ interface SimMember {
   sm: KvStateMachine | null;
   slowDisk: boolean;
   restarting: boolean;
+  bootstrap: ConfState;
 }
 
 const ELECTION = { min: 150, max: 300 };
-const drain = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /** One seeded run: N members on simulated disks and network, clients, a fault schedule, checks. */
 export async function runSimulation(o: SimOptions): Promise<SimResult> {
   const rng = createRng(o.seed);
   const n = o.nodes ?? rng.pick([3, 3, 5]);
+  /** Every node started so far; grows when membership changes add new nodes. */
   const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
+  const initialConf: ConfState = { voters: [...ids], learners: [] };
   const sched = new Scheduler();
   const net = new SimNetwork(sched, rng.fork());
   const safety = new SafetyChecker();
   const trace = o.trace;
   const log = (s: string) => trace?.(`${(sched.now / 1000).toFixed(3).padStart(8)}s ${s}`);
   const history: HistoryOp[] = [];
-  const stats = { faults: 0, elections: 0, snapshots: 0, crashes: 0 };
+  const stats = { faults: 0, elections: 0, snapshots: 0, crashes: 0, membershipChanges: 0 };
   let failure: Error | null = null;
   const fail = (e: unknown) => {
     failure ??= e instanceof Error ? e : new Error(String(e));
   };
-  if (trace) net.onDeliver = (m) => log(`${m.from} -> ${m.to} ${describe(m)}`);
+  const watchers: ((m: RaftMessage) => void)[] = [];
+  if (trace || o.script) {
+    net.onDeliver = (m) => {
+      if (trace) log(`${m.from} -> ${m.to} ${describe(m)}`);
+      for (const w of watchers) w(m);
+    };
+  }
 
-  const members: SimMember[] = ids.map((id) => {
-    const diskRng = rng.fork();
-    const m: SimMember = { id, fs: null!, clock: new NodeClock(sched), node: null, sm: null, slowDisk: false, restarting: false };
+  function newMember(id: string, bootstrap: ConfState, diskRng: Rng): SimMember {
+    const m: SimMember = { id, fs: null!, clock: new NodeClock(sched), node: null, sm: null, slowDisk: false, restarting: false, bootstrap };
     m.fs = new SimFileSystem({
       schedule: (ms, fn) => void sched.after(ms, fn),
       syncDelayMs: () => (m.slowDisk ? 5 + diskRng() * 40 : 0),
     });
     return m;
-  });
+  }
+  const members: SimMember[] = ids.map((id) => newMember(id, initialConf, rng.fork()));
+  const byId = (id: string): SimMember | undefined => members.find((m) => m.id === id);
+  /** Raft state of a live node, or null when it is down (its disk holds what it had). */
+  const stateOf = (id: string) => byId(id)?.node?.state ?? null;
+
+  function currentLeader(): SimMember | undefined {
+    let best: SimMember | undefined;
+    for (const m of members) {
+      const st = m.node?.status();
+      if (st?.role === 'leader' && (!best || st.term > best.node!.status().term)) best = m;
+    }
+    return best;
+  }
 
   async function boot(m: SimMember): Promise<void> {
     const sm = new KvStateMachine();
     const storage = new DiskRaftStorage({ fs: m.fs.session(), dir: `/data/${m.id}` });
     const node = await RaftNode.start<KvResult>({
-      id: m.id, bootstrap: { voters: ids, learners: [] }, storage, stateMachine: sm, transport: net.transport(m.id),
+      id: m.id, bootstrap: m.bootstrap, storage, stateMachine: sm, transport: net.transport(m.id),
       clock: m.clock, random: rng.fork(), electionTimeoutMs: ELECTION, heartbeatIntervalMs: 50,
       snapshotEveryEntries: 40, raft: { snapshotChunkBytes: 256, maxEntriesPerMsg: 16, maxInflight: 8, ...o.raft },
     });
     if (node.recovery && node.recovery.truncatedBytes > 0) log(`${m.id} recovery truncated ${node.recovery.truncatedBytes} bytes`);
     safety.onRestore(m.id, node.status().appliedIndex);
     let role = node.status().role;
+    let checkedCommit = 0;
+    let prevConf = node.state.conf;
     node.onChange((x) => {
       const st = x.status();
       if (st.role !== role) {
@@ -97,14 +166,27 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
         role = st.role;
         if (st.role === 'leader') {
           stats.elections++;
+          // Only commits this leader makes are checked against its configuration; the commit
+          // index it inherited was reached under earlier leaders' configurations.
+          checkedCommit = st.commitIndex;
           try {
             safety.onLeader(m.id, st.term);
+            safety.checkElectionQuorum(m.id, x.state, stateOf);
             safety.checkLeaderLog(m.id, x.state);
           } catch (e) {
             fail(e);
           }
         }
       }
+      if (st.role === 'leader' && st.commitIndex > checkedCommit) {
+        checkedCommit = st.commitIndex;
+        try {
+          safety.checkCommitQuorum(m.id, x.state, stateOf, [prevConf, x.state.conf]);
+        } catch (e) {
+          fail(e);
+        }
+      }
+      prevConf = x.state.conf;
       if (x.fatal) fail(x.fatal);
     });
     let lastApplied = node.status().appliedIndex;
@@ -245,7 +327,7 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
             break;
           }
           case 2: {
-            const k = rng.int(1, Math.floor(n / 2));
+            const k = rng.int(1, Math.floor(ids.length / 2));
             const shuffled = [...ids].sort(() => rng() - 0.5);
             const a = shuffled.slice(0, k);
             const b = shuffled.slice(k);
@@ -299,6 +381,128 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
     }
   }
 
+  // ---- membership changes ----
+  const spareIds = [`n${n + 1}`, `n${n + 2}`];
+
+  async function addNode(): Promise<SimMember | undefined> {
+    const id = spareIds.shift();
+    if (!id) return undefined;
+    const m = newMember(id, { voters: [], learners: [] }, rng.fork());
+    members.push(m);
+    ids.push(id);
+    log(`MEMBERSHIP start new node ${id} (empty disk)`);
+    await restart(m);
+    return m;
+  }
+
+  /** Send a change to the current leader; resolves true once it committed, false on any error. */
+  function requestChange(leader: SimMember, change: ConfChange): Promise<boolean> {
+    const p = leader.node?.changeMembership(change);
+    if (!p) return Promise.resolve(false);
+    log(`MEMBERSHIP ${leader.id} <- ${change.op} ${change.node}`);
+    return p.then(
+      (r) => {
+        stats.membershipChanges++;
+        log(`MEMBERSHIP ${change.op} ${change.node} committed at ${r.index}`);
+        return true;
+      },
+      (e: Error) => {
+        log(`MEMBERSHIP ${change.op} ${change.node} failed: ${e.name}: ${e.message}`);
+        return false;
+      },
+    );
+  }
+
+  /** One step of the random membership schedule, against the leader's (latest) configuration. */
+  function membershipStep(mrng: Rng): void {
+    const leader = currentLeader();
+    if (!leader?.node) return;
+    const conf = leader.node.state.conf;
+    const nonMembers = members.filter((m) => !conf.voters.includes(m.id) && !conf.learners.includes(m.id));
+    const r = mrng();
+    if (conf.learners.length && r < 0.8) {
+      const learner = mrng.pick(conf.learners);
+      // A learner that never catches up (crashed, cut off) is eventually dropped again.
+      void requestChange(leader, mrng.chance(0.85) ? { op: 'promote', node: learner } : { op: 'remove', node: learner });
+    } else if (conf.voters.length > 1 && (r < 0.5 ? conf.voters.length > 2 : conf.voters.length > 3 || mrng.chance(0.15))) {
+      // Remove a voter; a third of the time the leader itself.
+      const victim = mrng.chance(0.33) ? leader.id : mrng.pick(conf.voters);
+      void requestChange(leader, { op: 'remove', node: victim });
+    } else {
+      // Add: re-add a removed node (its disk kept as it was) or start a new empty one.
+      const readd = nonMembers.length && (spareIds.length === 0 || mrng.chance(0.5)) ? mrng.pick(nonMembers) : undefined;
+      if (readd) void requestChange(leader, { op: 'addLearner', node: readd.id });
+      else
+        void addNode().then((m) => {
+          const l = currentLeader();
+          if (m && l) void requestChange(l, { op: 'addLearner', node: m.id });
+        });
+    }
+  }
+
+  function scheduleMembership(): void {
+    const mrng = rng.fork();
+    let t = 200;
+    while (t < faultMs) {
+      sched.at(t, () => membershipStep(mrng));
+      t += mrng.int(100, 500);
+    }
+  }
+
+  // ---- scripted scenarios ----
+  const control: SimControl = {
+    get now() {
+      return sched.now;
+    },
+    sleep: (ms) => new Promise<void>((r) => void sched.after(ms, r)),
+    ids: () => [...ids],
+    node: (id) => byId(id)?.node ?? null,
+    sm: (id) => byId(id)?.sm ?? null,
+    leader: () => currentLeader()?.id ?? null,
+    async waitForLeader(timeoutMs = 5000, among) {
+      const deadline = sched.now + timeoutMs;
+      for (;;) {
+        const l = members.filter((m) => m.node?.status().role === 'leader' && (!among || among.includes(m.id)));
+        if (l.length) return l.sort((a, b) => b.node!.status().term - a.node!.status().term)[0]!.id;
+        if (sched.now >= deadline) throw new Error(`no leader${among ? ` among ${among}` : ''} within ${timeoutMs}ms`);
+        await control.sleep(10);
+      }
+    },
+    crash: (id) => crash(byId(id)!),
+    restart: (id) => restart(byId(id)!),
+    partition: (a, b) => {
+      log(`SCRIPT partition [${a}] | [${b}]`);
+      net.partition(a, b);
+    },
+    cutLink: (from, to) => {
+      log(`SCRIPT cut ${from} -> ${to}`);
+      net.cutLink(from, to);
+    },
+    heal: () => {
+      log('SCRIPT heal network');
+      net.heal();
+    },
+    async addNode() {
+      const m = await addNode();
+      if (!m) throw new Error('no spare node id left');
+      return m.id;
+    },
+    async changeMembership(change, timeoutMs = 5000) {
+      const deadline = sched.now + timeoutMs;
+      for (;;) {
+        const leader = currentLeader();
+        if (leader && (await requestChange(leader, change))) return;
+        if (sched.now >= deadline) throw new Error(`membership change ${change.op} ${change.node} did not commit within ${timeoutMs}ms`);
+        await control.sleep(50);
+      }
+    },
+    async put(key, value, timeoutMs = 5000) {
+      await call((m) => m.node?.propose(encodeKvCommand({ op: 'put', key, value })), timeoutMs, { leader: currentLeader()?.id ?? ids[0]! });
+    },
+    watch: (fn) => void watchers.push(fn),
+    log: (line) => log(`SCRIPT ${line}`),
+  };
+
   function healAll(): void {
     log('HEAL everything');
     net.heal();
@@ -312,6 +516,16 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
 
   // ---- run ----
   const livenessMs = o.livenessMs ?? 6000;
+  /**
+   * Let every pending microtask (the node actors' promise chains) run to completion. A nextTick
+   * queued from a microtask runs only once the whole microtask queue, including tasks queued
+   * meanwhile, is empty: the same point a setImmediate would resume at, without a trip through the
+   * event loop (which cost ~30% of the CPU time). Every 512 events we still yield to the event
+   * loop so the process stays responsive (test runner IPC, timeouts).
+   */
+  let drains = 0;
+  const drain = (): Promise<void> =>
+    new Promise((r) => ((++drains & 511) === 0 ? setImmediate(r) : queueMicrotask(() => process.nextTick(r))));
   let events = 0;
   let sameTimeEvents = 0;
   let lastTime = -1;
@@ -327,11 +541,29 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
     if (sched.now < time && !stop?.()) sched.now = time;
   }
 
+  let finalConf: ConfState | null = null;
+  let finalLeader: string | null = null;
+  /** Members of the configuration in force at the end (all nodes until it is known). */
+  let finalMembers = (): SimMember[] => members;
   try {
     for (const m of members) await boot(m);
-    scheduleFaults();
+    if (!o.script) {
+      scheduleFaults();
+      if (o.membership) scheduleMembership();
+    }
     for (let c = 0; c < clients; c++) void client(c);
-    await runUntil(faultMs);
+    if (o.script) {
+      let done = false;
+      o.script(control).then(
+        () => void (done = true),
+        (e) => fail(e),
+      );
+      const limit = o.faultMs ?? 60_000;
+      await runUntil(limit, () => done);
+      if (!done) fail(new Error(`script did not finish within ${limit}ms of virtual time`));
+    } else {
+      await runUntil(faultMs);
+    }
     healAll();
     const healedAt = sched.now;
     await runUntil(healedAt + 50);
@@ -347,16 +579,27 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
     await runUntil(healedAt + livenessMs, () => committed && activeOps === 0);
     if (!failure && !committed) fail(new InvariantViolation(`liveness: no write committed within ${livenessMs}ms after healing`));
     if (!failure && activeOps) fail(new InvariantViolation(`liveness: ${activeOps} client operations still pending`));
-    // Convergence: every member applies everything committed.
-    const target = Math.max(...members.map((m) => m.node?.status().commitIndex ?? 0));
-    await runUntil(sched.now + livenessMs, () => members.every((m) => (m.node?.status().appliedIndex ?? 0) >= target));
+    // The configuration in force at the end: the leader's, once its last change committed (the
+    // probe write committed after it). Removed nodes are not expected to catch up.
+    const finalLeaderMember = currentLeader();
+    if (finalLeaderMember?.node) {
+      const st = finalLeaderMember.node.state;
+      finalLeader = finalLeaderMember.id;
+      finalConf = { voters: [...st.conf.voters], learners: [...st.conf.learners] };
+      if (!failure && st.confIndex > st.log.committed) fail(new InvariantViolation(`liveness: membership change at ${st.confIndex} not committed after healing`));
+      const inConf = new Set([...st.conf.voters, ...st.conf.learners]);
+      finalMembers = () => members.filter((m) => inConf.has(m.id));
+    } else if (!failure) fail(new InvariantViolation('liveness: no leader after healing'));
+    // Convergence: every member of the final configuration applies everything committed.
+    const target = Math.max(...finalMembers().map((m) => m.node?.status().commitIndex ?? 0));
+    await runUntil(sched.now + livenessMs, () => finalMembers().every((m) => (m.node?.status().appliedIndex ?? 0) >= target));
     if (!failure) {
-      const lagging = members.filter((m) => (m.node?.status().appliedIndex ?? 0) < target);
+      const lagging = finalMembers().filter((m) => (m.node?.status().appliedIndex ?? 0) < target);
       if (lagging.length) fail(new InvariantViolation(`liveness: ${lagging.map((m) => m.id)} did not catch up to ${target}`));
     }
     if (!failure) {
       safety.checkLogMatching(members.filter((m) => m.node).map((m) => ({ id: m.id, state: m.node!.state })));
-      const digests = new Set(members.map((m) => m.sm!.appliedDigest()));
+      const digests = new Set(finalMembers().map((m) => m.sm!.appliedDigest()));
       if (digests.size !== 1) fail(new InvariantViolation('state machines diverged after convergence'));
     }
     if (!failure) {
@@ -388,10 +631,14 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
     commitIndex: Math.max(...members.map((m) => m.node?.status().commitIndex ?? 0)),
     snapshotsInstalled: stats.snapshots,
     crashes: stats.crashes,
+    membershipChanges: stats.membershipChanges,
+    finalConf,
+    finalLeader,
+    maxTerm: Math.max(...members.map((m) => m.node?.status().term ?? 0)),
   };
 }
 
-function describe(m: import('../raft/messages.ts').RaftMessage): string {
+function describe(m: RaftMessage): string {
   switch (m.type) {
     case 'vote':
       return `${m.pre ? 'PreVote' : 'Vote'} t${m.term} last=${m.lastLogIndex}/${m.lastLogTerm}`;
