@@ -13,10 +13,12 @@ import { Counters, RateLimitedLog } from '../src/metrics.ts';
 import { checkRequest, errorBody, type ApiRequest, type ApiResponse } from '../src/api/protocol.ts';
 import { API_QUEUE, subjects } from '../src/nats/subjects.ts';
 import type { NodeId, ConfChange } from '../src/raft/types.ts';
-import { decodeMetaCommand, encodeMetaCommand, MetadataStateMachine, type MetaCommand, type MetaResult } from '../src/sm/metadata.ts';
+import { decodeMetaCommand, encodeMetaCommand, MetadataStateMachine, registerReducer, type MetaCommand, type MetaResult } from '../src/sm/metadata.ts';
+import { NOTEBOOK_REDUCER, notebookReducer } from '../src/notebook/reducer.ts';
 import { NodeFileSystem } from '../src/storage/fs.ts';
 import { DiskRaftStorage } from '../src/storage/raft-storage.ts';
 import { LeaseKeeper } from './lease-keeper.ts';
+import { Monitor, resolveMonitorOptions, type MonitorOptions } from './monitor.ts';
 import { NatsTransport } from './nats-transport.ts';
 import { RaftNode } from './node.ts';
 import { realClock, silentLogger, type Clock, type Logger } from './ports.ts';
@@ -44,9 +46,14 @@ export interface ClusterServerOptions {
   /** Accept `fault` requests (drop Raft traffic to/from chosen peers): demos and the chaos suite only. */
   allowFaultInjection?: boolean;
   clock?: Clock;
+  /** Heartbeat evictor (acts on the leader only); on by default, `false` turns it off. */
+  monitor?: MonitorOptions | false;
 }
 
 export const DEFAULT_CLUSTER = 'submarine';
+
+// The reducers every member applies (code, identical on every member): the replicated notebook.
+registerReducer(NOTEBOOK_REDUCER, notebookReducer);
 /**
  * Raft messages over NATS stay small: a 1 MB message takes ~170 ms through nats.js here and
  * delays every heartbeat queued behind it on the connection (elections follow). Appends carry at
@@ -78,6 +85,8 @@ export class ClusterServer {
   private readonly subs: Subscription[] = [];
   private readonly watches: WatchHub;
   private readonly leases: LeaseKeeper;
+  /** The evictor of silent servers/interpreters (null when disabled): see onLeaderAction. */
+  readonly monitor: Monitor | null;
   private readonly log: Logger;
   private readonly limiter = new RateLimitedLog();
   private readonly ownsConnection: boolean;
@@ -102,6 +111,7 @@ export class ClusterServer {
       leaderHint: () => node.status().leader,
       revoke: (id) => this.proposeLocal({ op: 'leaseRevoke', id }),
     });
+    this.monitor = o.monitor === false ? null : new Monitor(this, { logger: this.log, ...o.monitor });
   }
   private readonly opts: ClusterServerOptions;
 
@@ -109,6 +119,7 @@ export class ClusterServer {
     const cluster = o.cluster ?? DEFAULT_CLUSTER;
     const logger = o.logger ?? silentLogger;
     if (!o.join && !o.peers.includes(o.id)) throw new Error(`member id ${o.id} is not in peers [${o.peers.join(', ')}]`);
+    if (o.monitor !== false) resolveMonitorOptions(o.monitor); // a bad setting fails before anything starts
     const owns = Array.isArray(o.nats);
     const nc = Array.isArray(o.nats)
       ? await connect(natsConnectOptions(o.nats, `member ${o.id}`, o.natsUser, o.natsPass))
@@ -122,7 +133,14 @@ export class ClusterServer {
       let node: RaftNode<MetaResult> | null = null;
       const transport = new NatsTransport({
         nc, cluster, self: o.id, counters, logger, maxBytes: MAX_RAFT_MESSAGE_BYTES,
-        isMember: (id) => peers.has(id) || (node !== null && (node.state.conf.voters.includes(id) || node.state.conf.learners.includes(id))),
+        isMember: (id) => {
+          if (peers.has(id)) return true;
+          if (node === null) return false;
+          const { voters, learners } = node.state.conf;
+          // A joining member has no configuration until the leader's log reaches it: it accepts
+          // any member (the broker already lets only member credentials publish Raft traffic).
+          return voters.includes(id) || learners.includes(id) || (o.join === true && voters.length === 0);
+        },
       });
       node = await RaftNode.start<MetaResult>({
         id: o.id,
@@ -162,6 +180,7 @@ export class ClusterServer {
     for (const s of this.subs) s.unsubscribe();
     this.watches.close();
     this.leases.close();
+    this.monitor?.stop();
     await this.node.stop();
     if (this.ownsConnection) await this.nc.drain().catch(() => {});
     this.log.info({ node: this.id }, 'cluster member stopped');

@@ -63,7 +63,8 @@ export class WatchHub {
     const w: Watch = { id: req.watchId, prefix: req.prefix, sentThrough: req.fromRevision, expiresAt: clock.now() + req.ttlMs, ttlMs: req.ttlMs };
     this.watches.set(w.id, w);
     // Events already queued for the next flush are included in `past`; the flush skips them by revision.
-    this.push(w, past.events, sm.revision);
+    // A member behind the watcher's cursor pushes nothing until it has caught up past it.
+    if (sm.revision > req.fromRevision) this.push(w, past.events, sm.revision);
     return { revision: sm.revision };
   }
 

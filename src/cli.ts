@@ -5,6 +5,9 @@
  *   status    members, roles, term, commit/applied index
  *   members   add | remove | transfer-leader
  *   sim       the deterministic simulator demo (a cluster under faults, with a trace)
+ *   start     a live local cluster (3 NATS servers, 3 members) with the dashboard (npm start)
+ *   dashboard the dashboard alone, read-only, against a running cluster
+ *   chart     export a state chart drawn from machines/ (svg, mermaid, json, dot)
  * Every client command takes --nats URL[,URL] --cluster NAME and credentials
  * (--nats-credentials FILE written by the project's NATS launcher, or --nats-user/--nats-pass),
  * prints JSON with --json, and exits non-zero on failure.
@@ -22,6 +25,9 @@ const USAGE = `usage: submarine-cluster <command> [flags]
   status [--member ID]
   members add ID | members remove ID | members transfer-leader ID
   sim [--seed N]
+  start [--fresh] [--port N] [--host H] [--dir DIR] [--members N]
+  dashboard [--port N] [--host H] [--log-dir DIR]   (plus client flags; read-only)
+  chart <machine> [--format svg|mermaid|json|dot] [--state VALUE] [--compact] [--direction LR|TB] [--out FILE]
 client flags: --nats URL[,URL] --cluster NAME --nats-credentials FILE | --nats-user U --nats-pass P, --json`;
 
 class UsageError extends Error {}
@@ -38,6 +44,12 @@ async function main(argv: string[]): Promise<number> {
     case 'sim':
     case 'demo':
       return runSim(rest);
+    case 'start':
+      return (await import('./start.ts')).runStart(rest);
+    case 'dashboard':
+      return (await import('./dashboard/server.ts')).runDashboardCommand(rest);
+    case 'chart':
+      return (await import('./chart.ts')).runChartCommand(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -48,7 +60,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function runNode(argv: string[]): Promise<number> {
+async function runNode(args: string[]): Promise<number> {
+  const { takeOfflineRetention } = await import('./monitor/evict.ts');
+  const { argv, offlineRetentionMs } = takeOfflineRetention(args, process.env);
   const join = argv.includes('--join');
   const allowFaultInjection = argv.includes('--allow-fault-injection');
   const cfg = loadConfig({ argv: argv.filter((a) => a !== '--join' && a !== '--allow-fault-injection'), joining: join });
@@ -59,6 +73,7 @@ async function runNode(argv: string[]): Promise<number> {
     id: cfg.id, peers: cfg.peers, join, cluster: cfg.cluster, nats: cfg.nats,
     natsUser: cfg.natsUser ?? creds?.user, natsPass: cfg.natsPass ?? creds?.pass,
     dataDir: cfg.dataDir, logger, allowFaultInjection, electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatTickMs,
+    monitor: { heartbeatIntervalMs: cfg.heartbeatIntervalMs, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, offlineRetentionMs },
   });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -70,6 +85,10 @@ async function runNode(argv: string[]): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    if (process.env.SUBMARINE_EXIT_WITH_PARENT === '1') {
+      process.stdin.once('close', () => stop('parent exited'));
+      process.stdin.resume();
+    }
   });
   return 0;
 }

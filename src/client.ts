@@ -79,6 +79,7 @@ export class ClusterClient {
   private readonly timeoutMs: number;
   private readonly quorumWaitMs: number;
   private box: Outbox | null = null;
+  private readonly inFlight = new Set<number>();
   /** Members whose subject had no subscriber recently (process gone). */
   private readonly goneUntil = new Map<NodeId, number>();
 
@@ -169,7 +170,16 @@ export class ClusterClient {
    * for every retry, so the metadata center applies it once even if a reply was lost.
    */
   async write(cmd: MetaCommand): Promise<MetaResult> {
-    return this.writeWithSession({ ...cmd, session: { client: this.clientId, seq: ++this.seq } } as MetaCommand);
+    const seq = ++this.seq;
+    this.inFlight.add(seq);
+    // ack: every seq below the oldest one still in flight has its reply here; the metadata center
+    // may forget those results. Writes in flight together may arrive in any order.
+    const ack = Math.min(...this.inFlight) - 1;
+    try {
+      return await this.writeWithSession({ ...cmd, session: { client: this.clientId, seq, ack } } as MetaCommand);
+    } finally {
+      this.inFlight.delete(seq);
+    }
   }
 
   /** Writes with an explicit session (used by the outbox, whose session survives restarts). */
@@ -184,7 +194,8 @@ export class ClusterClient {
   async status(member?: NodeId): Promise<MemberStatus[]> {
     if (member) return [(await this.request(subjects.api(this.cluster, member), { op: 'status' })).status as MemberStatus];
     const first = (await this.anyMember({ op: 'status' })).status as MemberStatus;
-    const ids = [...new Set([...first.conf.voters, ...first.conf.learners])];
+    // A joining member answers with an empty configuration: ask it for nothing more, but keep it.
+    const ids = [...new Set([first.id, ...first.conf.voters, ...first.conf.learners])];
     const all = await Promise.all(ids.map(async (id) => {
       if (id === first.id) return first;
       try {
@@ -201,7 +212,7 @@ export class ClusterClient {
     const deadline = performance.now() + (o.catchUpTimeoutMs ?? 30_000);
     // Promote only once the learner holds the log up to the leader's commit (no availability gap).
     for (;;) {
-      const [leader] = await this.status(this.leader ?? undefined).catch(() => [undefined]);
+      const leader = (await this.status().catch(() => [] as MemberStatus[])).find((m) => m.role === 'leader');
       const p = leader?.progress?.[node];
       if (leader && p && p.match >= leader.commitIndex) break;
       if (performance.now() > deadline) throw new TimeoutError(`learner ${node} did not catch up within ${o.catchUpTimeoutMs ?? 30_000} ms`);
@@ -254,8 +265,8 @@ export class ClusterClient {
           if (push.to <= cursor) return; // a late duplicate of what we have
           return void resubscribe(); // a push was lost: resume from what we have
         }
-        for (const ev of push.events) o.onEvent(ev);
-        cursor = push.to;
+        for (const ev of push.events) if (ev.revision > cursor) o.onEvent(ev);
+        cursor = Math.max(cursor, push.to);
       },
     });
     const open = async () => {

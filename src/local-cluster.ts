@@ -41,7 +41,11 @@ export class MemberProcess {
   start(): void {
     if (this.running) throw new Error(`member ${this.id} is already running`);
     const out = createWriteStream(this.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, ['--import=tsx', CLI, 'node', ...this.args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    // stdin stays an open pipe: when this process dies, even by SIGKILL, the member sees EOF and
+    // stops itself (SUBMARINE_EXIT_WITH_PARENT), so no member outlives its launcher.
+    const child = spawn(process.execPath, ['--import=tsx', CLI, 'node', ...this.args], {
+      cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SUBMARINE_EXIT_WITH_PARENT: '1' },
+    });
     child.stdout!.pipe(out);
     child.stderr!.pipe(out);
     this.exited = new Promise((res) => child.once('exit', (code) => res(code)));

@@ -175,3 +175,26 @@ test('createRaftState takes the configuration from the snapshot, not the bootstr
   });
   t.deepEqual(s.conf, { voters: ['n2', 'n3', 'n4'], learners: ['n5'] });
 });
+
+test.serial('a learner added to an idle cluster catches up without further writes', async (t) => {
+  // Regression: the learner's progress starts optimistic (next = last + 1, match 0); heartbeats
+  // anchored at match succeed, and with nothing new to send no probe at next - 1 was ever sent.
+  const seen: { caughtUp?: boolean; commit?: number; applied?: number } = {};
+  const r = await runSimulation({
+    seed: 7,
+    nodes: 3,
+    clients: 0,
+    script: async (c) => {
+      await c.waitForLeader();
+      for (let i = 0; i < 3; i++) await c.put('k', `v${i}`);
+      const n4 = await c.addNode();
+      await c.changeMembership({ op: 'addLearner', node: n4 });
+      await c.sleep(2000); // idle: no client writes at all
+      const leader = c.node(c.leader()!)!;
+      seen.commit = leader.status().commitIndex;
+      seen.applied = c.node(n4)!.status().appliedIndex;
+    },
+  });
+  t.true(r.ok, r.error);
+  t.is(seen.applied, seen.commit, 'the idle learner received the log');
+});

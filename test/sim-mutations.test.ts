@@ -35,7 +35,7 @@ async function caughtSeeds(unsafe: Unsafe, opts: { from: number; to: number; wan
 
 test.serial('secondVote: random seeds (membership changes) catch two leaders / a leader without a majority', async (t) => {
   // Measured: seeds 14, 20 of 1..20 with --membership; 20, 52 of 1..100 without.
-  const { caught, cleanFailures } = await caughtSeeds({ grantSecondVote: true }, { from: 1, to: 80, want: 2, membership: true });
+  const { caught, cleanFailures } = await caughtSeeds({ grantSecondVote: true }, { from: 1, to: 300, want: 2, membership: true });
   t.log(caught.map((c) => `seed ${c.seed}: ${c.error}`).join('\n'));
   t.is(caught.length, 2);
   for (const c of caught) t.regex(c.error, /election/);

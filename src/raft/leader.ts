@@ -108,7 +108,10 @@ export function broadcastHeartbeat(s: RaftState): void {
       pr.stalledTicks = 0;
     }
     sendEmptyAppend(s, pr);
-    if (pr.state === 'probe') sendAppend(s, pr, false);
+    // A probe at next - 1 even with nothing new to send: a follower whose progress starts
+    // optimistic (a new learner: next = last + 1, match 0) would otherwise never be asked, and an
+    // idle cluster would never bring it up to date.
+    if (pr.state === 'probe') sendAppend(s, pr, pr.match < pr.next - 1);
   }
 }
 

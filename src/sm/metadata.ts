@@ -7,6 +7,10 @@
  * so every replica reaches the same state, results, snapshot bytes and digest. Lease *expiry* is
  * deliberately not here: the leader times leases on its own clock and proposes leaseRevoke.
  *
+ * A `reduce` command runs a named reducer (deterministic code every member registers identically,
+ * see registerReducer) over a key's current value and stores its outcome, so a domain update
+ * (e.g. a note edit) is decided in log order on every replica instead of read-modify-write races.
+ *
  * The watch history is NOT in the snapshot, so snapshots do not grow with write volume. After
  * restore() the history is empty and changesSince(r) for any r below the restored revision answers
  * { compacted: true }: watchers re-list and resume from the listed revision.
@@ -22,8 +26,16 @@ export type MetaValue = unknown;
 /** version counts writes since creation (1 on create); lease 0 = none. */
 export interface KeyValue { key: string; value: MetaValue; createRevision: number; modRevision: number; version: number; lease: number }
 
-/** seq is strictly increasing per client; a retry reuses the same seq. */
-export interface MetaSession { client: string; seq: number }
+/**
+ * seq is strictly increasing per client; a retry reuses the same seq. `ack` (optional) says every
+ * seq up to it has its reply at the client, so results are kept only for seqs above it: a client
+ * may have many writes in flight, arriving in any order. Without `ack` the client is taken to be
+ * sequential (ack = seq - 1).
+ */
+export interface MetaSession { client: string; seq: number; ack?: number }
+
+/** Results remembered per client beyond its ack; older ones are forgotten (their retries are refused). */
+export const MAX_SESSION_WINDOW = 1024;
 
 export type MetaCommand = { session?: MetaSession } & (
   /** lease: absent keeps the key's current lease, 0 detaches, n attaches to lease n. */
@@ -33,10 +45,13 @@ export type MetaCommand = { session?: MetaSession } & (
   | { op: 'incr'; key: string; by: number }
   | { op: 'leaseGrant'; ttlMs: number }
   | { op: 'leaseRevoke'; id: number }
+  /** Stores registered reducer `reducer`'s outcome over the key's current value; keeps the key's lease. */
+  | { op: 'reduce'; reducer: string; key: string; action: MetaValue; expectedRevision?: number }
   | { op: 'batch'; ops: MetaCommand[] }
 );
 
-export type MetaErrorCode = 'casFailed' | 'tooLarge' | 'noLease' | 'badCommand' | 'notObject';
+/** rejected: a reducer refused the action (its own error message is passed on). */
+export type MetaErrorCode = 'casFailed' | 'tooLarge' | 'noLease' | 'badCommand' | 'notObject' | 'rejected';
 
 export type MetaResult =
   | { ok: true; revision: number; kv?: KeyValue | null; prev?: KeyValue | null; deleted?: number; leaseId?: number; results?: MetaResult[] }
@@ -46,6 +61,26 @@ export type MetaResult =
 export interface WatchEvent { revision: number; type: 'put' | 'delete'; kv: KeyValue; prev: KeyValue | null }
 
 export interface MetadataOptions { maxValueBytes?: number; maxKeyBytes?: number; maxSessions?: number; historySize?: number }
+
+/** What a reducer decides: the key's new value, its removal, or a refusal (state unchanged). */
+export type ReducerOutcome = { value: MetaValue } | { delete: true } | { error: string };
+
+/**
+ * Must be a pure function of its arguments (no clock, randomness, IO or outside state) and must
+ * not mutate them (`current` is frozen): every replica runs it and must reach the same outcome.
+ * A throw is turned into a badCommand result with the state unchanged.
+ */
+export type Reducer = (current: MetaValue | undefined, action: MetaValue, ctx: { key: string }) => ReducerOutcome;
+
+const reducers = new Map<string, Reducer>();
+
+/** Reducers are code: every member must register the same set at startup, before applying entries. */
+export function registerReducer(name: string, fn: Reducer): void {
+  if (typeof name !== 'string' || name === '') throw new Error('reducer name must be a non-empty string');
+  const known = reducers.get(name);
+  if (known && known !== fn) throw new Error(`reducer "${name}" is already registered with another function`);
+  reducers.set(name, fn);
+}
 
 export const DEFAULT_MAX_VALUE_BYTES = 512 * 1024;
 export const DEFAULT_MAX_KEY_BYTES = 1024;
@@ -123,6 +158,13 @@ function parseCommand(raw: unknown, path: string, nested: boolean): MetaCommand 
     case 'delete':
       cmd = { op: 'delete', key: key(), ...opt('expectedRevision') };
       break;
+    case 'reduce': {
+      if (typeof c.reducer !== 'string' || c.reducer === '') bad('reducer must be a non-empty string');
+      const problem = c.action === undefined ? 'is required' : valueProblem(c.action, 0);
+      if (problem) bad(`action ${problem}`);
+      cmd = { op: 'reduce', reducer: c.reducer as string, key: key(), action: c.action, ...opt('expectedRevision') };
+      break;
+    }
     case 'deletePrefix':
       cmd = { op: 'deletePrefix', prefix: typeof c.prefix === 'string' ? c.prefix : bad('prefix must be a string') };
       break;
@@ -150,7 +192,10 @@ function parseCommand(raw: unknown, path: string, nested: boolean): MetaCommand 
   const s = c.session;
   if (!isPlainObject(s) || typeof s.client !== 'string') return bad('session.client must be a string');
   if (!isUint(s.seq)) bad('session.seq must be a non-negative integer');
-  return { session: { client: s.client, seq: s.seq as number }, ...cmd };
+  if (s.ack !== undefined && (!isUint(s.ack) || (s.ack as number) >= (s.seq as number))) bad('session.ack must be a non-negative integer below seq');
+  const session: MetaSession = { client: s.client, seq: s.seq as number };
+  if (s.ack !== undefined) session.ack = s.ack as number;
+  return { session, ...cmd };
 }
 
 /** Values are frozen when stored, so handing them out is safe. Typed arrays cannot be frozen: treat them as read-only. */
@@ -206,14 +251,20 @@ interface MetaSnapshot {
   revision: number;
   kvs: [key: string, value: MetaValue, createRevision: number, modRevision: number, version: number, lease: number][];
   leases: [id: number, ttlMs: number][];
-  sessions: [client: string, seq: number, result: MetaResult][];
+  sessions: [client: string, ack: number, results: [seq: number, result: MetaResult][]][];
+}
+
+interface SessionRecord {
+  /** Every seq ≤ ack is acknowledged by the client: never applied again. */
+  ack: number;
+  results: Map<number, MetaResult>;
 }
 
 export class MetadataStateMachine implements StateMachine<MetaResult> {
   private kvs = new Map<string, KeyValue>();
   private leaseTable = new Map<number, Lease>();
   /** Map iteration order = LRU order by log position: touching a client re-inserts it at the end. */
-  private sessions = new Map<string, { seq: number; result: MetaResult }>();
+  private sessions = new Map<string, SessionRecord>();
   private rev = 0;
   private history: WatchEvent[] = [];
   private historyStart = 0;
@@ -254,18 +305,28 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
     }
     const s = cmd.session;
     if (!s) return this.run(cmd);
-    const known = this.sessions.get(s.client);
-    if (known && s.seq < known.seq) return finish(fail('badCommand', 'stale session sequence'), this.rev);
-    if (known && s.seq === known.seq) {
-      this.touch(s.client, known);
-      return known.result; // a retry of an already-applied command: do not apply twice
+    const rec = this.sessions.get(s.client) ?? { ack: -1, results: new Map<number, MetaResult>() };
+    let result: MetaResult;
+    const known = rec.results.get(s.seq);
+    if (known) result = known; // a retry of an already-applied command: do not apply twice
+    else if (s.seq <= rec.ack) result = finish(fail('badCommand', 'stale session sequence'), this.rev);
+    else {
+      result = this.run(cmd);
+      rec.results.set(s.seq, result);
     }
-    const result = this.run(cmd);
-    this.touch(s.client, { seq: s.seq, result });
+    const ack = s.ack ?? s.seq - 1;
+    if (ack > rec.ack) rec.ack = ack;
+    for (const seq of rec.results.keys()) if (seq <= rec.ack) rec.results.delete(seq);
+    while (rec.results.size > MAX_SESSION_WINDOW) {
+      const oldest = Math.min(...rec.results.keys());
+      rec.results.delete(oldest);
+      rec.ack = Math.max(rec.ack, oldest);
+    }
+    this.touch(s.client, rec);
     return result;
   }
 
-  private touch(client: string, rec: { seq: number; result: MetaResult }): void {
+  private touch(client: string, rec: SessionRecord): void {
     this.sessions.delete(client);
     this.sessions.set(client, rec);
     this.evictSessions();
@@ -302,10 +363,10 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
       case 'delete': {
         const cur = this.kvs.get(cmd.key);
         const cas = this.checkRevision(cmd.key, cur, cmd.expectedRevision);
-        if (cas || !cur) return cas ?? { ok: true, deleted: 0, prev: null };
-        this.remove(txn, cur);
-        return { ok: true, deleted: 1, prev: cur };
+        return cas ?? this.removeIfThere(txn, cur);
       }
+      case 'reduce':
+        return this.reduce(txn, cmd);
       case 'deletePrefix': {
         const doomed = this.list(cmd.prefix);
         for (const kv of doomed) this.remove(txn, kv);
@@ -373,6 +434,40 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
       return fail('tooLarge', `value for key "${key}" is ${size} bytes, over the limit of ${this.maxValueBytes} bytes (maxValueBytes)`);
     }
     return this.store(txn, key, cur, value, cmd.lease ?? cur?.lease ?? 0);
+  }
+
+  private reduce(txn: Txn, cmd: Extract<MetaCommand, { op: 'reduce' }>): Outcome {
+    const { key } = cmd;
+    const cur = this.kvs.get(key);
+    const early = this.checkKey(key) ?? this.checkRevision(key, cur, cmd.expectedRevision);
+    if (early) return early;
+    const fn = reducers.get(cmd.reducer);
+    if (!fn) return fail('badCommand', `unknown reducer "${cmd.reducer}"`);
+    const what = `reducer "${cmd.reducer}" on key "${key}"`;
+    let out: unknown;
+    try {
+      out = fn(cur?.value, cmd.action, { key });
+    } catch (err) {
+      return fail('badCommand', `${what} threw: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (!isPlainObject(out)) return fail('badCommand', `${what} returned no outcome object`);
+    if ('error' in out) return typeof out.error === 'string' ? fail('rejected', out.error) : fail('badCommand', `${what} returned a non-string error`);
+    if (out.delete === true) return this.removeIfThere(txn, cur);
+    if (!('value' in out)) return fail('badCommand', `${what} returned neither value, delete nor error`);
+    const problem = valueProblem(out.value, 0);
+    if (problem) return fail('badCommand', `${what} returned a bad value: ${problem}`);
+    const bytes = packr.pack(out.value);
+    if (bytes.byteLength > this.maxValueBytes) {
+      return fail('tooLarge', `value for key "${key}" is ${bytes.byteLength} bytes, over the limit of ${this.maxValueBytes} bytes (maxValueBytes)`);
+    }
+    // Stored in its decoded form, so this replica holds exactly what a snapshot restore would.
+    return this.store(txn, key, cur, packr.unpack(bytes), cur?.lease ?? 0);
+  }
+
+  private removeIfThere(txn: Txn, cur: KeyValue | undefined): Outcome {
+    if (!cur) return { ok: true, deleted: 0, prev: null };
+    this.remove(txn, cur);
+    return { ok: true, deleted: 1, prev: cur };
   }
 
   private checkKey(key: string): Outcome | null {
@@ -480,7 +575,7 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
       revision: this.rev,
       kvs: this.list('').map((kv) => [kv.key, kv.value, kv.createRevision, kv.modRevision, kv.version, kv.lease]),
       leases: [...this.leaseTable].sort(([a], [b]) => a - b).map(([id, l]) => [id, l.ttlMs]),
-      sessions: [...this.sessions].map(([client, r]) => [client, r.seq, r.result]),
+      sessions: [...this.sessions].map(([client, r]) => [client, r.ack, [...r.results].sort(([a], [b]) => a - b)]),
     };
     return packr.pack(snap);
   }
@@ -506,7 +601,7 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
       }
       kvs.set(key, Object.freeze({ key, value: deepFreeze(value), createRevision, modRevision, version, lease }));
     }
-    this.sessions = new Map(snap.sessions.map(([client, seq, result]) => [client, { seq, result: deepFreeze(result) }]));
+    this.sessions = new Map(snap.sessions.map(([client, ack, results]) => [client, { ack, results: new Map(results.map(([seq, r]) => [seq, deepFreeze(r)])) }]));
     this.evictSessions();
     this.kvs = kvs;
     this.leaseTable = leases;

@@ -30,7 +30,7 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
 }
 
 /** Waits until the running members agree on one leader; returns its status. */
-export async function waitForLeader(client: ClusterClient, expectMembers: number, timeoutMs = 20_000): Promise<MemberStatus> {
+export async function waitForLeader(client: ClusterClient, expectMembers: number, timeoutMs = 60_000): Promise<MemberStatus> {
   return eventually('a leader', async () => {
     const all = await client.status();
     const leaders = all.filter((s) => s.role === 'leader');
