@@ -19,6 +19,20 @@ export interface WatchPush {
   events: WatchEvent[];
 }
 
+/** Well under the broker's 1 MB limit; a single revision larger than this is sent whole. */
+export const MAX_PUSH_BYTES = 256 * 1024;
+
+/** The index nearest the middle where the revision changes (0 when all events share one revision). */
+export function revisionBoundary(events: WatchEvent[]): number {
+  const mid = events.length >> 1;
+  for (let d = 0; d < events.length; d++) {
+    for (const i of [mid + d, mid - d]) {
+      if (i > 0 && i < events.length && events[i - 1]!.revision !== events[i]!.revision) return i;
+    }
+  }
+  return 0;
+}
+
 interface Watch {
   id: string;
   prefix: string;
@@ -97,11 +111,25 @@ export class WatchHub {
     }
   }
 
+  /**
+   * Publishes events (from w.sentThrough to `to`) in pushes of at most MAX_PUSH_BYTES, split only
+   * between revisions (a watcher skips what is at or below its cursor): a large backlog must not
+   * exceed the broker's message limit, nor hold the connection long.
+   */
   private push(w: Watch, events: WatchEvent[], to: number): void {
     const body: WatchPush = { watchId: w.id, from: w.sentThrough, to, events };
+    const bytes = encodeEnvelope(this.o.cluster, 'watch', body);
+    if (bytes.length > MAX_PUSH_BYTES && events.length > 1) {
+      const cut = revisionBoundary(events);
+      if (cut > 0) {
+        this.push(w, events.slice(0, cut), events[cut - 1]!.revision);
+        this.push(w, events.slice(cut), to);
+        return;
+      }
+    }
     w.sentThrough = to;
     try {
-      this.o.nc.publish(subjects.watch(this.o.cluster, w.id), encodeEnvelope(this.o.cluster, 'watch', body));
+      this.o.nc.publish(subjects.watch(this.o.cluster, w.id), bytes);
     } catch {
       // The watcher sees the gap at the next push and re-subscribes from its cursor.
     }

@@ -46,4 +46,13 @@ test.serial('a watch delivers every change in order and resumes on another membe
   await eventually('the watcher saw the delete', async () => events.some((e) => e.type === 'delete' && e.kv.key === 'w/ephemeral'));
   const lost = await t.throwsAsync(client.leaseKeepAlive(lease));
   t.regex(lost!.message, /lease/);
+
+  // A backlog far over the broker's 1 MB message limit arrives whole, split into several pushes.
+  const before = (await client.list('big/')).revision;
+  for (let i = 0; i < 16; i++) await client.put(`big/${i}`, 'b'.repeat(100 * 1024));
+  const big: WatchEvent[] = [];
+  const late = await client.watch('big/', { fromRevision: before, onEvent: (ev) => big.push(ev) });
+  t.teardown(() => late.close());
+  await eventually('the 1.6 MB backlog', async () => big.length >= 16);
+  t.deepEqual(big.map((e) => e.kv.key), Array.from({ length: 16 }, (_, i) => `big/${i}`));
 });
