@@ -4,7 +4,7 @@
  * the chaos suite. Every process it starts is tracked by PID and stopped by stop().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNatsCluster, type NatsCluster } from './nats/broker.ts';
@@ -107,6 +107,8 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
     ];
     return new MemberProcess(id, args, join(dir, 'logs', `${id}.log`));
   });
+  // Where to find this cluster (examples, the CLI, other tools): URLs change on every start.
+  writeFileSync(join(dir, 'cluster.json'), JSON.stringify({ cluster, nats: nats.urls, credentialsFile, members: ids }, null, 2) + '\n');
   for (const m of members) m.start();
   let stopped = false;
   return {
