@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { decodeEnvelope, DecodeError, encodeEnvelope } from '../src/codec.ts';
 import { BadRequestError, NotLeaderError, TimeoutError } from '../src/errors.ts';
-import { Counters, RateLimitedLog } from '../src/metrics.ts';
+import { Counters, FSYNC_MS_BUCKETS, Histogram, RateLimitedLog } from '../src/metrics.ts';
+import { createServer, type Server } from 'node:http';
 import { checkRequest, errorBody, type ApiRequest, type ApiResponse } from '../src/api/protocol.ts';
 import { API_QUEUE, subjects } from '../src/nats/subjects.ts';
 import type { NodeId, ConfChange } from '../src/raft/types.ts';
@@ -43,6 +44,8 @@ export interface ClusterServerOptions {
   /** How long a write may wait for its commit before the member answers TimeoutError. */
   proposeTimeoutMs?: number;
   maxValueBytes?: number;
+  /** Serve GET /metrics (Prometheus text) on 127.0.0.1:metricsPort (0 picks a free port). */
+  metricsPort?: number;
   /** Accept `fault` requests (drop Raft traffic to/from chosen peers): demos and the chaos suite only. */
   allowFaultInjection?: boolean;
   clock?: Clock;
@@ -91,6 +94,12 @@ export class ClusterServer {
   private readonly limiter = new RateLimitedLog();
   private readonly ownsConnection: boolean;
   private stopped = false;
+  /** WAL fdatasync latency (ms). */
+  fsyncMs = new Histogram(FSYNC_MS_BUCKETS);
+  private lastTransition: unknown = null;
+  private metricsServer: Server | null = null;
+  /** Where GET /metrics is served, when enabled. */
+  metricsUrl: string | null = null;
 
   private constructor(o: ClusterServerOptions, nc: NatsConnection, owns: boolean, node: RaftNode<MetaResult>, sm: MetadataStateMachine, transport: NatsTransport, counters: Counters) {
     this.counters = counters;
@@ -126,9 +135,16 @@ export class ClusterServer {
       : o.nats;
     try {
       await mkdir(o.dataDir, { recursive: true });
-      const storage = new DiskRaftStorage({ fs: new NodeFileSystem(), dir: join(o.dataDir, 'raft'), logger });
-      const sm = new MetadataStateMachine({ maxValueBytes: o.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES });
+      const fsyncMs = new Histogram(FSYNC_MS_BUCKETS);
       const counters = new Counters();
+      const storage = new DiskRaftStorage({
+        fs: new NodeFileSystem(), dir: join(o.dataDir, 'raft'), logger,
+        onSync: (ms, entries) => {
+          fsyncMs.observe(ms);
+          counters.inc('wal_entries_synced_total', undefined, entries);
+        },
+      });
+      const sm = new MetadataStateMachine({ maxValueBytes: o.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES });
       const peers = new Set(o.peers);
       let node: RaftNode<MetaResult> | null = null;
       const transport = new NatsTransport({
@@ -151,7 +167,18 @@ export class ClusterServer {
         snapshotEveryEntries: o.snapshotEveryEntries ?? 10_000,
       });
       const server = new ClusterServer(o, nc, owns, node, sm, transport, counters);
+      server.fsyncMs = fsyncMs;
+      node.onChange(() => {
+        const t = node!.transitions.at(-1);
+        if (t && t !== server.lastTransition) {
+          server.lastTransition = t;
+          // A campaign; a single voter can go straight to leader within one step.
+          if (t.to === 'candidate' || (t.to === 'leader' && t.from !== 'candidate')) counters.inc('raft_elections_total');
+          if (t.to === 'leader') counters.inc('raft_leaderships_total');
+        }
+      });
       server.listen();
+      if (o.metricsPort !== undefined) await server.serveMetrics(o.metricsPort);
       logger.info({ node: o.id, cluster, recovery: node.recovery }, 'cluster member started');
       return server;
     } catch (err) {
@@ -170,6 +197,7 @@ export class ClusterServer {
       transitions: this.node.transitions.slice(-20),
       faults: { dropTo: [...this.transport.faults.dropTo], dropFrom: [...this.transport.faults.dropFrom] },
       pid: process.pid, rssBytes: process.memoryUsage.rss(),
+      fsyncMs: this.fsyncMs.toJSON(),
     };
   }
 
@@ -181,9 +209,35 @@ export class ClusterServer {
     this.watches.close();
     this.leases.close();
     this.monitor?.stop();
+    await new Promise<void>((r) => (this.metricsServer ? this.metricsServer.close(() => r()) : r()));
     await this.node.stop();
     if (this.ownsConnection) await this.nc.drain().catch(() => {});
     this.log.info({ node: this.id }, 'cluster member stopped');
+  }
+
+  /** GET /metrics in Prometheus text format: Raft gauges, every counter, the fsync histogram. */
+  private async serveMetrics(port: number): Promise<void> {
+    const { renderMetrics } = await import('../src/dashboard/server.ts');
+    const server = createServer((req, res) => {
+      if (req.method !== 'GET' || req.url !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics here\n');
+        return;
+      }
+      const status = this.status();
+      const who = `member="${this.id.replace(/["\\\n]/g, '_')}"`;
+      const body = renderMetrics({ members: [{ id: this.id, reachable: true, status }] } as never)
+        + `# HELP submarine_wal_fsync_ms WAL fdatasync latency in milliseconds.\n# TYPE submarine_wal_fsync_ms histogram\n`
+        + this.fsyncMs.render('submarine_wal_fsync_ms', who).join('\n') + '\n';
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(body);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    this.metricsServer = server;
+    const addr = server.address() as { port: number };
+    this.metricsUrl = `http://127.0.0.1:${addr.port}/metrics`;
+    this.log.info({ node: this.id, url: this.metricsUrl }, 'metrics');
   }
 
   // ---- requests --------------------------------------------------------------------------------

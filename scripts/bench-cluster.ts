@@ -39,6 +39,15 @@ async function waitLeader(client: ClusterClient, members = 3): Promise<string> {
   }
 }
 
+async function walTotals(client: ClusterClient) {
+  const all = await client.status();
+  return {
+    fsyncs: all.reduce((n, s) => n + s.fsyncMs.count, 0),
+    fsyncMs: all.reduce((n, s) => n + s.fsyncMs.sum, 0),
+    entries: all.reduce((n, s) => n + (s.counters['wal_entries_synced_total'] ?? 0), 0),
+  };
+}
+
 async function run(c: LocalCluster, clients: ClusterClient[], n: number) {
   const lat: number[] = [];
   let errors = 0;
@@ -59,15 +68,21 @@ async function run(c: LocalCluster, clients: ClusterClient[], n: number) {
       }
     }
   };
+  const walBefore = await walTotals(clients[0]!);
   const t0 = performance.now();
   await Promise.all(clients.slice(0, n).map(loop));
   const elapsed = (performance.now() - t0) / 1000;
   lat.sort((a, b) => a - b);
   const status = await clients[0]!.status();
+  const walAfter = await walTotals(clients[0]!);
+  const fsyncs = walAfter.fsyncs - walBefore.fsyncs;
   return {
     bench: 'cluster', workload, clients: n, seconds: +elapsed.toFixed(2), ops: lat.length, opsPerSec: Math.round(lat.length / elapsed),
     p50: pct(lat, 50), p90: pct(lat, 90), p99: pct(lat, 99), max: pct(lat, 100), errors,
     rssMB: Object.fromEntries(status.map((s) => [s.id, Math.round(s.rssBytes / 2 ** 20)])),
+    // Group commit through the whole Raft path: entries made durable per WAL fdatasync, all members.
+    entriesPerFsync: fsyncs ? +((walAfter.entries - walBefore.entries) / fsyncs).toFixed(1) : null,
+    fsyncMsMean: fsyncs ? +((walAfter.fsyncMs - walBefore.fsyncMs) / fsyncs).toFixed(2) : null,
     members: c.members.length,
   };
 }

@@ -49,6 +49,8 @@ export interface MemberStatus {
   faults: { dropTo: NodeId[]; dropFrom: NodeId[] };
   pid: number;
   rssBytes: number;
+  /** WAL fdatasync latency histogram (ms). */
+  fsyncMs: { bounds: number[]; counts: number[]; sum: number; count: number };
 }
 
 export interface WatchOptions {

@@ -32,6 +32,10 @@ export interface ClusterConfig {
   electionTimeoutMs: { min: number; max: number };
   heartbeatTickMs: number;
   dashboardPort?: number;
+  /** This member serves GET /metrics (Prometheus text) on 127.0.0.1:metricsPort. */
+  metricsPort?: number;
+  /** Snapshot the metadata center and compact the log every this many applied entries (default 10000). */
+  snapshotEveryEntries: number;
   logLevel: LogLevel;
   /** Non-fatal findings worth logging at startup. */
   warnings: string[];
@@ -478,6 +482,8 @@ const FROM_STRING: { [F in Field]: (raw: string, at: At) => Value<F> } = {
   electionTimeoutMs: electionRange,
   heartbeatTickMs: timerMs,
   dashboardPort: port,
+  metricsPort: port,
+  snapshotEveryEntries: timerMs,
   logLevel,
 };
 
@@ -543,6 +549,8 @@ const JSON_TYPES: { [F in Field]: 'string' | 'string[]' | 'integer' | 'range' } 
   electionTimeoutMs: 'range',
   heartbeatTickMs: 'integer',
   dashboardPort: 'integer',
+  metricsPort: 'integer',
+  snapshotEveryEntries: 'integer',
   logLevel: 'string',
 };
 
@@ -570,7 +578,7 @@ function jsonLayer(text: string, path: string): Layer {
       value = FROM_STRING[field](v as string, at);
     } else if (type === 'integer') {
       if (typeof v !== 'number') wrong();
-      value = checkInt(v as number, at, field === 'dashboardPort' ? 65535 : MAX_TIMER_MS);
+      value = checkInt(v as number, at, field === 'dashboardPort' || field === 'metricsPort' ? 65535 : MAX_TIMER_MS);
     } else if (type === 'string[]') {
       if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) wrong();
       // Reuse the list parser so arrays and comma lists obey the same rules (trim, skip empty, no duplicates).
@@ -605,6 +613,8 @@ const ENV_VARS: Record<string, Field> = {
   SUBMARINE_HEARTBEAT_INTERVAL_MS: 'heartbeatIntervalMs',
   SUBMARINE_HEARTBEAT_TIMEOUT_MS: 'heartbeatTimeoutMs',
   SUBMARINE_DASHBOARD_PORT: 'dashboardPort',
+  SUBMARINE_METRICS_PORT: 'metricsPort',
+  SUBMARINE_SNAPSHOT_EVERY: 'snapshotEveryEntries',
   SUBMARINE_LOG_LEVEL: 'logLevel',
 };
 
@@ -621,6 +631,8 @@ const FLAGS: Record<string, Field> = {
   'heartbeat-timeout': 'heartbeatTimeoutMs',
   'election-timeout': 'electionTimeoutMs',
   'dashboard-port': 'dashboardPort',
+  'metrics-port': 'metricsPort',
+  'snapshot-every': 'snapshotEveryEntries',
   'log-level': 'logLevel',
 };
 const FILE_FLAGS = ['config', 'site-xml'];
@@ -680,6 +692,7 @@ const DEFAULTS = {
   heartbeatTimeoutMs: 9000,
   electionTimeoutMs: { min: 150, max: 300 },
   heartbeatTickMs: 50,
+  snapshotEveryEntries: 10_000,
   logLevel: 'info' as LogLevel,
 };
 type Defaulted = keyof typeof DEFAULTS;
@@ -743,6 +756,7 @@ function resolveConfig(layers: Layer[], joining = false): ClusterConfig {
     heartbeatTimeoutMs: timeout.value,
     electionTimeoutMs: { min, max },
     heartbeatTickMs: tick.value,
+    snapshotEveryEntries: get('snapshotEveryEntries').value,
     logLevel: get('logLevel').value,
     warnings,
   };
@@ -751,6 +765,7 @@ function resolveConfig(layers: Layer[], joining = false): ClusterConfig {
   if (s.natsPass) config.natsPass = s.natsPass.value;
   if (s.natsCredentialsFile) config.natsCredentialsFile = s.natsCredentialsFile.value;
   if (s.dashboardPort) config.dashboardPort = s.dashboardPort.value;
+  if (s.metricsPort) config.metricsPort = s.metricsPort.value;
   return config;
 }
 

@@ -41,3 +41,40 @@ export class RateLimitedLog {
     return -1;
   }
 }
+
+/** A Prometheus-style histogram (cumulative buckets in the rendering), e.g. fsync latency in ms. */
+export class Histogram {
+  readonly counts: number[];
+  sum = 0;
+  count = 0;
+
+  constructor(readonly bounds: readonly number[]) {
+    this.counts = bounds.map(() => 0);
+  }
+
+  observe(v: number): void {
+    this.sum += v;
+    this.count++;
+    const i = this.bounds.findIndex((b) => v <= b);
+    if (i >= 0) this.counts[i]!++;
+  }
+
+  toJSON(): { bounds: readonly number[]; counts: number[]; sum: number; count: number } {
+    return { bounds: this.bounds, counts: [...this.counts], sum: this.sum, count: this.count };
+  }
+
+  /** Prometheus text lines for `name` (le in the histogram's own unit), with extra labels. */
+  render(name: string, labels = ''): string[] {
+    const sep = labels ? `${labels},` : '';
+    const out: string[] = [];
+    let cumulative = 0;
+    this.bounds.forEach((b, i) => {
+      cumulative += this.counts[i]!;
+      out.push(`${name}_bucket{${sep}le="${b}"} ${cumulative}`);
+    });
+    out.push(`${name}_bucket{${sep}le="+Inf"} ${this.count}`, `${name}_sum${labels ? `{${labels}}` : ''} ${this.sum}`, `${name}_count${labels ? `{${labels}}` : ''} ${this.count}`);
+    return out;
+  }
+}
+
+export const FSYNC_MS_BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 250, 1000] as const;

@@ -197,10 +197,15 @@ test('loadConfig: conf/submarine-site.xml under cwd gives peers, server addresse
     heartbeatTimeoutMs: 8000,
     electionTimeoutMs: { min: 150, max: 300 },
     heartbeatTickMs: 50,
+    snapshotEveryEntries: 10_000,
     logLevel: 'info',
     warnings: [],
   });
   t.is(load({ cwd, argv: ['--id', '10.0.0.3:6000'] }).id, '10.0.0.3:6000');
+  const tuned = load({ cwd, argv: ['--snapshot-every', '50', '--metrics-port', '9100'] });
+  t.is(tuned.snapshotEveryEntries, 50);
+  t.is(tuned.metricsPort, 9100);
+  t.throws(() => load({ cwd, argv: ['--metrics-port', '70000'] }), { message: /metrics-port/ });
   // No site file at all is fine, as long as peers come from somewhere.
   t.deepEqual(load({ cwd: sandbox(t), argv: ['--peers', 'solo'] }).peers, ['solo']);
 });

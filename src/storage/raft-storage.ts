@@ -42,6 +42,8 @@ export interface DiskRaftStorageOptions {
   /** Rotate to a new segment once the active one reaches this size (default 64 MiB). */
   segmentBytes?: number;
   logger?: StorageLogger;
+  /** Called after each WAL fdatasync with its duration and the entries it made durable (metrics). */
+  onSync?(ms: number, entries: number): void;
 }
 
 interface Waiter {
@@ -68,6 +70,7 @@ export class DiskRaftStorage implements RaftStorage {
   private readonly fs: FileSystem;
   private readonly dir: string;
   private readonly segmentBytes: number;
+  private readonly onSync: ((ms: number, entries: number) => void) | undefined;
   private readonly logger: StorageLogger;
 
   // Durable state, as a reload would see it. Entries are tracked by term and segment only.
@@ -92,6 +95,7 @@ export class DiskRaftStorage implements RaftStorage {
     this.fs = options.fs;
     this.dir = options.dir;
     this.segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
+    this.onSync = options.onSync;
     this.logger = options.logger ?? silentLogger;
   }
 
@@ -222,8 +226,10 @@ export class DiskRaftStorage implements RaftStorage {
       // The commit index alone needs no fsync (it is volatile in Raft: after a crash a lower one
       // is re-learned from the leader); syncing it would put a third fsync on every write's path.
       if (batches.length > 0) {
+        const started = performance.now();
         await active.handle.datasync();
         this.counters.fsyncs++;
+        this.onSync?.(performance.now() - started, batches.reduce((n, b) => n + b.length, 0));
       }
       for (const entries of batches) this.applyEntries(entries, active.seq);
       this.recordedCommit = next.commit;
