@@ -22,6 +22,7 @@ import { NodeFileSystem, type AppendHandle, type FileSystem } from '../src/stora
 import { WalCorruptionError } from '../src/storage/errors.ts';
 import { TMP_SUFFIX, checkFrame, decodeFramedFile, encodeFrame, toPlainBytes } from '../src/storage/wal.ts';
 import { realClock, silentLogger, type Clock, type Logger } from './ports.ts';
+import { concatBytes as concat } from '../src/bytes.ts';
 
 export interface OutboxItem {
   seq: number;
@@ -98,15 +99,6 @@ function parseRecord(v: unknown): Rec | null {
   return null;
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
 
 interface LoadedLog {
   client: string | null;

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import { natsConnectOptions, DEFAULT_CLUSTER } from '../actors/cluster-server.ts';
 import { Outbox } from '../actors/outbox.ts';
+import type { NodeStatus } from '../actors/node.ts';
 import type { WatchPush } from '../actors/watch-hub.ts';
 import { decodeEnvelope, encodeEnvelope } from './codec.ts';
 import { BadRequestError, CompactedError, MetaError, NoQuorumError, NotLeaderError, TimeoutError } from './errors.ts';
@@ -32,17 +33,9 @@ export interface ClusterClientOptions {
   outboxDir?: string;
 }
 
-export interface MemberStatus {
-  id: NodeId;
-  role: string;
-  term: number;
-  leader: NodeId | null;
-  commitIndex: number;
-  appliedIndex: number;
-  lastIndex: number;
-  snapshotIndex: number;
+/** A member's NodeStatus plus what the member adds (see ClusterServer.status). */
+export interface MemberStatus extends NodeStatus {
   revision: number;
-  conf: { voters: NodeId[]; learners: NodeId[] };
   progress?: Record<string, { match: number; next: number; state: string; lag: number }>;
   counters: Record<string, number>;
   transitions: { at: number; from: string; to: string; term: number }[];

@@ -3,6 +3,7 @@ import {
 } from './log.ts';
 import type { AppendRequest, SnapshotChunk } from './messages.ts';
 import { refreshConf, send, type RaftState } from './state.ts';
+import { concatBytes } from '../bytes.ts';
 
 /** A message from the current leader: remember it and reset the election timer. */
 export function heardFromLeader(s: RaftState, from: string): void {
@@ -62,7 +63,7 @@ export function handleSnapshotChunk(s: RaftState, m: SnapshotChunk): void {
     commitTo(s.log, meta.index);
     return reply(inc.offset, true, false);
   }
-  const data = Buffer.concat(inc.chunks);
+  const data = concatBytes(inc.chunks);
   const snapshot = { meta, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
   restoreFromSnapshot(s.log, meta.index, meta.term);
   s.snapshot = snapshot;

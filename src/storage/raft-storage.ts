@@ -30,6 +30,7 @@ import {
   snapshotName,
 } from './wal.ts';
 import type { SnapshotFile } from './wal.ts';
+import { concatBytes as concat } from '../bytes.ts';
 
 export interface StorageLogger {
   info(obj: object, msg: string): void;
@@ -56,15 +57,6 @@ type Op =
 
 const silentLogger: StorageLogger = { info() {}, warn() {} };
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
 
 export class DiskRaftStorage implements RaftStorage {
   private readonly fs: FileSystem;
