@@ -579,6 +579,12 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
     await runUntil(healedAt + livenessMs, () => committed && activeOps === 0);
     if (!failure && !committed) fail(new InvariantViolation(`liveness: no write committed within ${livenessMs}ms after healing`));
     if (!failure && activeOps) fail(new InvariantViolation(`liveness: ${activeOps} client operations still pending`));
+    // A leader that just committed its own removal steps down right after the probe commits: give
+    // the rest of the cluster its election (bounded) before asking who leads.
+    await runUntil(sched.now + livenessMs, () => {
+      const l = currentLeader()?.node?.state;
+      return !!l && l.confIndex <= l.log.committed;
+    });
     // The configuration in force at the end: the leader's, once its last change committed (the
     // probe write committed after it). Removed nodes are not expected to catch up.
     const finalLeaderMember = currentLeader();
