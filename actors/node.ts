@@ -1,6 +1,7 @@
 import { createActor, type Actor } from 'xstate';
 import { raftMachine, type RaftEvent } from '../machines/raft.ts';
 import { lastIndex } from '../src/raft/log.ts';
+import type { RaftMessage } from '../src/raft/messages.ts';
 import type { Proposal } from '../src/raft/leader.ts';
 import { takeReady } from '../src/raft/ready.ts';
 import { createRaftState, type ProposalError, type RaftConfig, type RaftState, type Ready, type Role } from '../src/raft/state.ts';
@@ -50,6 +51,11 @@ export interface RoleChange {
 interface Waiter<T> {
   resolve(v: T): void;
   reject(e: Error): void;
+}
+
+/** Messages only a leader sends in its own (already durable) term. */
+function leaderOnly(m: RaftMessage): boolean {
+  return m.type === 'append' || m.type === 'snapshot' || m.type === 'timeoutNow';
 }
 
 function proposalError(e: ProposalError): Error {
@@ -274,11 +280,18 @@ export class RaftNode<R = unknown> {
       await storage.saveSnapshot(rd.snapshotToSave, { discardLog: false });
       if (this.stopped) return;
     }
-    if (rd.hardState || rd.entries.length) {
+    // A leader's appends (and snapshot chunks, TimeoutNow) go out before its own fsync: followers
+    // persist in parallel with it (Raft thesis §10.2.1). The leader still counts itself for commit
+    // only once its entries are durable: their answers are stepped after this persist completes.
+    // Everything else (votes, acknowledgements) must follow the fsync it depends on.
+    const persisting = rd.hardState !== null || rd.entries.length > 0;
+    const early = persisting ? rd.messages.filter(leaderOnly) : rd.messages;
+    for (const m of early) transport.send(m);
+    if (persisting) {
       await storage.persist({ hardState: rd.hardState ?? undefined, entries: rd.entries });
       if (this.stopped) return;
+      for (const m of rd.messages) if (!leaderOnly(m)) transport.send(m);
     }
-    for (const m of rd.messages) transport.send(m);
     for (const p of rd.proposals) {
       if (p.error) {
         this.waitingProposals.get(p.id)?.reject(proposalError(p.error));
