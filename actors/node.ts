@@ -285,13 +285,13 @@ export class RaftNode<R = unknown> {
     // only once its entries are durable: their answers are stepped after this persist completes.
     // Everything else (votes, acknowledgements) must follow the fsync it depends on.
     const persisting = rd.hardState !== null || rd.entries.length > 0;
-    const early = persisting ? rd.messages.filter(leaderOnly) : rd.messages;
-    for (const m of early) transport.send(m);
+    const early = this.raft.cfg.unsafe?.ackBeforePersist ? () => true : leaderOnly;
+    if (persisting) for (const m of rd.messages) if (early(m)) transport.send(m);
     if (persisting) {
       await storage.persist({ hardState: rd.hardState ?? undefined, entries: rd.entries });
       if (this.stopped) return;
-      for (const m of rd.messages) if (!leaderOnly(m)) transport.send(m);
     }
+    for (const m of rd.messages) if (!persisting || !early(m)) transport.send(m);
     for (const p of rd.proposals) {
       if (p.error) {
         this.waitingProposals.get(p.id)?.reject(proposalError(p.error));

@@ -196,3 +196,38 @@ test.serial('noLease: a rejoining node deposes a stable leader only with the mut
     t.true(bad.seen.maxTerm > bad.seen.term, `seed ${seed}: the term moved without the lease`);
   }
 });
+
+// ---- ackBeforePersist: an acknowledgement must follow the fsync it depends on ----
+
+test.serial('ackBeforePersist: a follower that acks before its fsync and then crashes loses a committed entry', async (t) => {
+  // Leader L and follower F1 (slow disk) commit x while F2 is cut off; L and F1 crash at once.
+  // F1 and F2 then elect a leader. With acks after the fsync F1 kept x and no leader lacks it;
+  // with acks before it, F1's unsynced copy is gone and the new leader lacks a committed entry.
+  const scenario = (unsafe: Unsafe | undefined, seed: number) =>
+    runSimulation({
+      seed, nodes: 3, clients: 0, raft: unsafe ? { unsafe } : undefined,
+      script: async (c) => {
+        const leader = await c.waitForLeader();
+        const [f1, f2] = c.ids().filter((id) => id !== leader) as [string, string];
+        c.partition([f2], [leader, f1]);
+        c.slowDisk(f1, true);
+        await c.put('x', '1');
+        c.crash(leader);
+        c.crash(f1);
+        c.heal();
+        c.slowDisk(f1, false);
+        await c.restart(f1);
+        await c.waitForLeader(5000, [f1, f2]);
+        await c.restart(leader);
+      },
+    });
+  const caught: number[] = [];
+  for (let seed = 1; seed <= 5; seed++) {
+    const good = await scenario(undefined, seed);
+    t.true(good.ok, `seed ${seed} without the mutation: ${good.error}`);
+    const bad = await scenario({ ackBeforePersist: true }, seed);
+    if (safetyViolation(bad)) caught.push(seed);
+  }
+  t.log(`caught on seeds ${caught.join(', ')}`);
+  t.true(caught.length >= 3, `caught on ${caught.length} of 5 seeds`);
+});

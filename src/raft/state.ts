@@ -26,6 +26,8 @@ export interface RaftConfig {
     skipLeaseCheck?: boolean;
     skipUpToDateCheck?: boolean;
     noNoopAtTermStart?: boolean;
+    /** Node actor: send votes and append acknowledgements before the fsync they depend on. */
+    ackBeforePersist?: boolean;
   };
 }
 

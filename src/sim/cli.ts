@@ -20,6 +20,7 @@ const MUTATIONS: Record<string, RaftConfig['unsafe']> = {
   noLease: { skipLeaseCheck: true },
   noUpToDateCheck: { skipUpToDateCheck: true },
   commitPreviousTermNoNoop: { commitPreviousTermByCounting: true, noNoopAtTermStart: true },
+  ackBeforePersist: { ackBeforePersist: true },
 };
 const mutation = arg('mutate');
 if (mutation && !MUTATIONS[mutation]) {
