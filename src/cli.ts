@@ -8,6 +8,7 @@
  *   start     a live local cluster (3 NATS servers, 3 members) with the dashboard (npm start)
  *   dashboard the dashboard alone, read-only, against a running cluster
  *   chart     export a state chart drawn from machines/ (svg, mermaid, json, dot)
+ *   demo-server  a demo Workbench server with interpreter processes (src/demo/server.ts; npm start runs one per member)
  * Every client command takes --nats URL[,URL] --cluster NAME and credentials
  * (--nats-credentials FILE written by the project's NATS launcher, or --nats-user/--nats-pass),
  * prints JSON with --json, and exits non-zero on failure.
@@ -28,6 +29,7 @@ const USAGE = `usage: submarine-cluster <command> [flags]
   start [--fresh] [--port N] [--host H] [--dir DIR] [--members N]
   dashboard [--port N] [--host H] [--log-dir DIR]   (plus client flags; read-only)
   chart <machine> [--format svg|mermaid|json|dot] [--state VALUE] [--compact] [--direction LR|TB] [--out FILE]
+  demo-server --name 127.0.0.1:PORT [--port PORT] [--interpreters python,r] [--index N]   (plus client flags)
 client flags: --nats URL[,URL] --cluster NAME --nats-credentials FILE | --nats-user U --nats-pass P, --json`;
 
 class UsageError extends Error {}
@@ -50,6 +52,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./dashboard/server.ts')).runDashboardCommand(rest);
     case 'chart':
       return (await import('./chart.ts')).runChartCommand(rest);
+    case 'demo-server':
+      return (await import('./demo/server.ts')).runDemoServer(rest);
     case undefined:
     case 'help':
     case '--help':

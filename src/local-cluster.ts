@@ -43,8 +43,10 @@ export class MemberProcess {
     const out = createWriteStream(this.logFile, { flags: 'a' });
     // stdin stays an open pipe: when this process dies, even by SIGKILL, the member sees EOF and
     // stops itself (SUBMARINE_EXIT_WITH_PARENT), so no member outlives its launcher.
+    // detached: its own process group, so a terminal's Ctrl-C reaches only the launcher, which
+    // stops things in order (demo servers deregister while the cluster is still up).
     const child = spawn(process.execPath, ['--import=tsx', CLI, 'node', ...this.args], {
-      cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SUBMARINE_EXIT_WITH_PARENT: '1' },
+      cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SUBMARINE_EXIT_WITH_PARENT: '1' }, detached: true,
     });
     child.stdout!.pipe(out);
     child.stderr!.pipe(out);

@@ -1,7 +1,8 @@
 /**
  * `npm start` / `submarine-cluster start`: a live local cluster with its dashboard.
  *   3 nats-server processes (the project's nats.conf), 3 member processes (separate OS processes,
- *   fault injection allowed), then the dashboard with the demo controls. Data and logs live in
+ *   fault injection allowed), then the dashboard with the demo controls, then one demo Workbench
+ *   server per member (src/demo/server.ts, ports 8081.. when free) with a python interpreter each. Data and logs live in
  *   ./data/local and are kept for the next start; --fresh wipes them first.
  *   Ctrl-C (SIGINT) or SIGTERM stops everything this launcher started; a second Ctrl-C kills
  *   whatever is still running at once.
@@ -12,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { ClusterClient, type MemberStatus } from './client.ts';
 import { parseFlags } from './config.ts';
 import { Dashboard } from './dashboard/server.ts';
+import { startDemoServers, type DemoServers } from './demo/server.ts';
 import { startLocalCluster, type LocalCluster } from './local-cluster.ts';
 import { findNatsServer } from './nats/broker.ts';
 
@@ -73,13 +75,15 @@ async function startDashboard(o: StartOptions, client: ClusterClient, local: Loc
   }
 }
 
-export async function start(o: StartOptions): Promise<{ stop(): Promise<void>; dashboard: Dashboard; local: LocalCluster }> {
+export async function start(o: StartOptions): Promise<{ stop(): Promise<void>; dashboard: Dashboard; local: LocalCluster; demo: DemoServers | null }> {
   ensureNatsServer();
   say(`${o.fresh ? 'fresh start: wiping' : 'data in'} ${resolve(o.dir)}`);
   const local = await startLocalCluster({ dir: o.dir, fresh: o.fresh, members: o.members, memberArgs: ['--allow-fault-injection'], logLevel: 'info' });
   let client: ClusterClient | null = null;
   let dashboard: Dashboard | null = null;
+  let demo: DemoServers | null = null;
   const stop = async () => {
+    await demo?.stop().catch(() => {}); // first: they deregister through the cluster
     await dashboard?.stop().catch(() => {});
     await client?.close().catch(() => {});
     // A paused member cannot handle SIGTERM: let it run so it stops cleanly.
@@ -93,11 +97,21 @@ export async function start(o: StartOptions): Promise<{ stop(): Promise<void>; d
     const leader = await waitForLeader(client, o.members, o.leaderTimeoutMs);
     say(leader ? `leader: ${leader.id} (term ${leader.term})` : `no leader within ${o.leaderTimeoutMs} ms; the dashboard shows why (member logs in ${join(resolve(o.dir), 'logs')})`);
     dashboard = await startDashboard(o, client, local);
-    return { stop, dashboard, local };
+    if (leader) {
+      demo = await startDemoServers({ local, count: o.members, logDir: join(resolve(o.dir), 'logs') });
+      for (const f of demo.failures) say(`demo server failed: ${f}`);
+    } else say('no leader: not starting the demo servers');
+    return { stop, dashboard, local, demo };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/** The banner's lines for the demo Workbench servers (one per member). */
+function demoLines(demo: { servers: { name: string; pid?: number }[]; urls: string[] } | null): string {
+  if (!demo) return '';
+  return demo.servers.map((s, i) => `  workbench   ${demo.urls[i] ? `${demo.urls[i]}/api/notebook` : '(failed to start)'}   (demo server ${s.name}, pid ${s.pid})\n`).join('');
 }
 
 export async function runStart(argv: string[]): Promise<number> {
@@ -124,12 +138,13 @@ export async function runStart(argv: string[]): Promise<number> {
         if (performance.now() - firstSignalAt < 1500) return;
         // Second signal: do not wait for clean shutdowns.
         say(`${signal} again: killing everything now`);
+        running?.demo?.kill9();
         if (running) for (const m of running.local.members) m.child?.kill('SIGKILL');
         void running?.local.nats.stop();
         process.exit(130);
       }
       firstSignalAt = performance.now();
-      say(`${signal}: stopping the dashboard, the members and NATS (data kept in ${resolve(o.dir)})`);
+      say(`${signal}: stopping the demo servers, the dashboard, the members and NATS (data kept in ${resolve(o.dir)})`);
       stopping = (running ? running.stop() : Promise.resolve()).then(() => {
         say('stopped');
         resolveDone(0);
@@ -151,7 +166,7 @@ export async function runStart(argv: string[]): Promise<number> {
   dashboard   ${url}
   metrics     ${url}metrics
   REST        ${url}api/v1/cluster/nodes   ${url}api/v1/cluster/address
-  NATS        ${running.local.nats.urls.join(',')}
+${demoLines(running.demo)}  NATS        ${running.local.nats.urls.join(',')}
   CLI         npx tsx src/cli.ts status --nats ${running.local.nats.urls.join(',')} --nats-credentials ${running.local.credentialsFile}
   data, logs  ${resolve(o.dir)}   (kept for the next start; --fresh wipes them)
 

@@ -268,9 +268,12 @@ function renderMeta(snap) {
     metaCell(tr, r.key); metaCell(tr, f.NODE_NAME); metaCell(tr, f.INTP_PROCESS_NAME); metaCell(tr, f.STATUS);
     metaCell(tr, r.heartbeatAgeMs === null ? '—' : fmtMs(r.heartbeatAgeMs));
     metaCell(tr, f.INTP_TSERVER_HOST ? f.INTP_TSERVER_HOST + ':' + f.INTP_TSERVER_PORT : '—');
+    var act = el('td', { class: 'launcher-only' });
+    if (f.NODE_NAME) act.appendChild(el('button', { 'data-restart': r.key, title: 'ask its server ' + f.NODE_NAME + ' to restart it' }, 'restart'));
+    tr.appendChild(act);
     ib.appendChild(tr);
   });
-  if (!snap.meta.intps.length) { var tr2 = el('tr'); tr2.appendChild(el('td', { colspan: '6', class: 'small' }, 'no entries under meta/intp/ yet')); ib.appendChild(tr2); }
+  if (!snap.meta.intps.length) { var tr2 = el('tr'); tr2.appendChild(el('td', { colspan: '7', class: 'small' }, 'no entries under meta/intp/ yet')); ib.appendChild(tr2); }
   var feed = $('#feed'); feed.innerHTML = '';
   snap.feed.forEach(function (c) {
     var li = el('li');
@@ -332,6 +335,21 @@ document.addEventListener('DOMContentLoaded', function () {
   $('#kill-leader').addEventListener('click', function () { control('kill-leader', 'kill leader'); });
   $('#heal').addEventListener('click', function () { control('heal', 'heal'); });
   $('#write').addEventListener('click', function () { control('write', 'write via outbox'); });
+  // Rows are redrawn on every snapshot: one listener on the table, not one per button.
+  $('#intps').addEventListener('click', function (e) {
+    var b = e.target.closest('button[data-restart]');
+    if (!b) return;
+    var g = b.getAttribute('data-restart');
+    b.disabled = true;
+    control('restart-intp/' + encodeURIComponent(g), 'restart interpreter ' + g);
+  });
+  $('#place-intp').addEventListener('click', function (e) {
+    e.target.disabled = true;
+    control('place-intp/python', 'start interpreter').then(function (j) {
+      e.target.disabled = false;
+      if (j && j.ok) toast('started interpreter ' + j.groupId + ' on ' + j.server);
+    });
+  });
   $('#logs-refresh').addEventListener('click', function () { showLogs($('#logs').getAttribute('data-member')); });
   $('#logs-close').addEventListener('click', function () { $('#logs').close(); });
   fetch('/api/dashboard/charts').then(function (r) { return r.json(); }).then(function (list) {
@@ -391,8 +409,9 @@ export function dashboardPage(o: { cluster: string }): string {
     <div class="panel">
       <h3 style="margin:0 0 6px;font-size:14px">Servers <span class="small">meta/server/</span></h3>
       <table id="servers"><thead><tr><th>node</th><th>status</th><th>heartbeat age</th><th>CPU</th><th>memory</th><th>interpreters</th></tr></thead><tbody></tbody></table>
-      <h3 style="margin:14px 0 6px;font-size:14px">Interpreter processes <span class="small">meta/intp/</span></h3>
-      <table id="intps"><thead><tr><th>id</th><th>server</th><th>name</th><th>status</th><th>heartbeat age</th><th>address</th></tr></thead><tbody></tbody></table>
+      <h3 style="margin:14px 0 6px;font-size:14px">Interpreter processes <span class="small">meta/intp/</span>
+        <button id="place-intp" class="launcher-only" title="placement: ask the ONLINE server with the most free memory to start a new python interpreter">start interpreter on idlest server</button></h3>
+      <table id="intps"><thead><tr><th>id</th><th>server</th><th>name</th><th>status</th><th>heartbeat age</th><th>address</th><th class="launcher-only"></th></tr></thead><tbody></tbody></table>
     </div>
     <div class="panel">
       <h3 style="margin:0 0 6px;font-size:14px">Recent changes <span class="small" id="watch"></span></h3>

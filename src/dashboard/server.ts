@@ -11,7 +11,9 @@
  *   GET  /api/v1/cluster/{address,nodes,node/<node>/<intp>}   Submarine's cluster REST API
  *   GET  /api/cluster/...           the same under Zeppelin's paths, in Zeppelin's response shape
  *   POST /api/control/...           demo controls; only when running inside the launcher
- *                                   (with a LocalCluster), otherwise 403 (read-only)
+ *                                   (with a LocalCluster), otherwise 403 (read-only); among them
+ *                                   restart-intp/<groupId> and place-intp[/<name>]: the demo
+ *                                   servers' interpreters (src/demo/server.ts InterpreterControl)
  *
  * Member statuses come from polling each member over NATS (one loop per member, so a paused
  * member only delays its own row). "Last contact" is when the dashboard last got an answer from
@@ -27,6 +29,7 @@ import type { Outbox } from '../../actors/outbox.ts';
 import { findMachine, machines } from '../../machines/index.ts';
 import { chartModel, exportChart, toSvg, type ChartFormat } from '../chart.ts';
 import { ClusterClient, type MemberStatus, type Watcher } from '../client.ts';
+import type { InterpreterControl } from '../demo/server.ts';
 import type { LocalCluster } from '../local-cluster.ts';
 import { ClusterMetaType, META_PREFIX } from '../meta.ts';
 import { parseFlags } from '../config.ts';
@@ -126,6 +129,8 @@ export class Dashboard {
   private readonly polling = new Set<string>();
   private readonly log: DashboardLogger;
   private readonly pollMs: number;
+  /** Unicasts to the demo servers; opened on the first interpreter control. */
+  private intpControl: Promise<InterpreterControl> | null = null;
 
   private constructor(private readonly o: DashboardOptions) {
     this.log = o.logger ?? { info() {}, warn() {} };
@@ -185,6 +190,7 @@ export class Dashboard {
     for (const res of this.sse) res.end();
     this.sse.clear();
     await this.watcher?.close().catch(() => {});
+    await (await this.intpControl?.catch(() => null))?.close().catch(() => {});
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -425,8 +431,30 @@ export class Dashboard {
         const { seq } = await this.o.client.enqueue({ op: 'incr', key: 'demo/clicks', by: 1 });
         return { enqueued: seq };
       }
+      case 'restart-intp':
+        return this.interpreters((c) => c.restart(arg ?? ''));
+      case 'place-intp':
+        return this.interpreters((c) => c.place(arg));
       default:
         throw new ControlError(`unknown control '${action}'`, 404);
+    }
+  }
+
+  /** Runs an interpreter control (restart on its server, start on the idlest) with its errors as ControlErrors. */
+  private async interpreters(fn: (c: InterpreterControl) => Promise<object>): Promise<Record<string, unknown>> {
+    if (!this.intpControl) {
+      const opening = import('../demo/server.ts').then((m) => m.InterpreterControl.start({ client: this.o.client }));
+      this.intpControl = opening;
+      opening.catch(() => {
+        if (this.intpControl === opening) this.intpControl = null; // try again next time
+      });
+    }
+    try {
+      const r = { ...(await fn(await this.intpControl)) };
+      this.log.info(r, 'dashboard: interpreter control');
+      return r;
+    } catch (err) {
+      throw new ControlError((err as Error).message, (err as { status?: number }).status ?? 500);
     }
   }
 
