@@ -1,4 +1,6 @@
 import type { AnyStateMachine } from 'xstate';
+import { monitorMachine } from './monitor.ts';
+import { noteSyncMachine } from './note-sync.ts';
 import { outboxMachine } from './outbox.ts';
 import { raftMachine } from './raft.ts';
 
@@ -17,6 +19,8 @@ export interface MachineEntry {
 export const machines: MachineEntry[] = [
   { name: 'raft', machine: raftMachine, description: 'Raft role chart, one per cluster member (machines/raft.ts)' },
   { name: 'outbox', machine: outboxMachine, description: 'client outbox: durable queue drained with backoff (machines/outbox.ts)' },
+  { name: 'monitor', machine: monitorMachine, description: 'heartbeat evictor in every member, acting only on the leader (machines/monitor.ts)' },
+  { name: 'note-sync', machine: noteSyncMachine, description: 'a server\'s replicated notebook: loading, live, resyncing (machines/note-sync.ts)' },
 ];
 
 export function findMachine(name: string): MachineEntry | undefined {

@@ -71,10 +71,12 @@ function fromConfig(machine: AnyStateMachine): Expected {
 
 const keysOf = (m: ChartModel) => m.transitions.map((t) => `${t.source}|${t.kind === 'always' ? '' : t.event}|${t.targets.join(',')}|${t.guard ?? ''}`).sort();
 
-test('the registry holds raft and outbox', (t) => {
+test('the registry holds raft, outbox, monitor and note-sync', (t) => {
   const names = machines.map((m) => m.name);
   t.true(names.includes('raft'));
   t.true(names.includes('outbox'));
+  t.true(names.includes('monitor'));
+  t.true(names.includes('note-sync'));
   t.is(new Set(names).size, names.length, 'machine names are unique');
 });
 
