@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { decodeEnvelope, DecodeError, encodeEnvelope } from '../src/codec.ts';
-import { BadRequestError, NotLeaderError, TimeoutError } from '../src/errors.ts';
+import { BadRequestError, NoQuorumError, NotLeaderError, TimeoutError } from '../src/errors.ts';
 import { Counters, FSYNC_MS_BUCKETS, Histogram, RateLimitedLog } from '../src/metrics.ts';
 import { createServer, type Server } from 'node:http';
 import { checkRequest, errorBody, type ApiRequest, type ApiResponse } from '../src/api/protocol.ts';
@@ -383,7 +383,29 @@ export class ClusterServer {
     });
   }
 
+  /**
+   * A leader that has not heard from a majority of voters recently refuses new writes with
+   * NoQuorumError instead of appending entries it cannot commit: the caller learns for certain
+   * that the write did not happen (CheckQuorum will make it step down shortly).
+   */
+  private requireQuorum(): void {
+    const { voters } = this.node.state.conf;
+    const windowMs = 2 * (this.opts.electionTimeoutMs?.max ?? 300);
+    const now = performance.now();
+    let heard = voters.includes(this.id) ? 1 : 0;
+    for (const v of voters) if (v !== this.id && now - (this.transport.lastHeard.get(v) ?? -Infinity) <= windowMs) heard++;
+    if (heard < Math.floor(voters.length / 2) + 1) {
+      this.counters.inc('proposals_refused_total', { reason: 'noQuorum' });
+      throw new NoQuorumError(`leader ${this.id} heard from ${heard} of ${voters.length} voters in the last ${windowMs} ms: no majority, write refused (not applied)`);
+    }
+  }
+
   private proposeBytes(bytes: Uint8Array): Promise<{ index: number; result: MetaResult }> {
+    try {
+      this.requireQuorum();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     this.counters.inc('proposals_total');
     return this.withTimeout(this.node.propose(bytes), 'write');
   }

@@ -34,6 +34,8 @@ export class NatsTransport implements Transport {
   readonly counters: Counters;
   faults: TransportFaults = { dropTo: new Set(), dropFrom: new Set() };
   private sub: Subscription | null = null;
+  /** When (local monotonic ms) each peer was last heard from: the leader's quorum check. */
+  readonly lastHeard = new Map<NodeId, number>();
   private readonly logger: Logger;
   private readonly limiter = new RateLimitedLog();
 
@@ -78,6 +80,7 @@ export class NatsTransport implements Transport {
     if (!this.o.isMember(msg.from)) return this.drop('unknownMember', { from: msg.from, type: msg.type });
     if (this.faults.dropFrom.has(msg.from)) return this.drop('fault', {}, false);
     this.counters.inc('raft_messages_received_total', { type: msg.type });
+    this.lastHeard.set(msg.from, performance.now());
     return msg;
   }
 

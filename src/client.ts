@@ -341,7 +341,9 @@ export class ClusterClient {
    */
   private async toLeader(req: ApiRequest): Promise<Record<string, unknown>> {
     const deadline = performance.now() + this.quorumWaitMs;
-    let sawLeader = false;
+    // Whether an attempt may have been accepted by a leader (its outcome is unknown): then the
+    // end result is TimeoutError, never NoQuorumError, which promises the write did not happen.
+    let maybeApplied = false;
     let last: Error | null = null;
     let delay = 10;
     for (;;) {
@@ -358,15 +360,17 @@ export class ClusterClient {
           const hint = e.leader && (this.goneUntil.get(e.leader) ?? 0) < performance.now() ? e.leader : null;
           if (hint && hint !== target) {
             this.leader = hint;
-            sawLeader = true;
             continue; // follow the hint at once
           }
           this.leader = null;
         } else if (isNoResponders(e)) {
           if (target) this.goneUntil.set(target, performance.now() + 1000);
           this.leader = null;
-        } else if (e instanceof TimeoutError) {
-          if (target) sawLeader = true;
+        } else if (e instanceof NoQuorumError) {
+          this.leader = null; // the leader refused it: not applied; a majority may come back
+        } else if (e instanceof TimeoutError || e.name === 'NodeStoppedError' || e.name === 'ProposalDroppedError' || e.name === 'OutcomeUnknownError') {
+          // The member may have appended it before timing out or stopping: retry the same session.
+          maybeApplied = true;
           this.leader = null;
         } else throw err; // a definite answer (MetaError, BadRequest, ...) is not retried
       }
@@ -374,10 +378,10 @@ export class ClusterClient {
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 1.5, 100);
     }
-    if (!sawLeader || last instanceof NotLeaderError || isNoResponders(last)) {
-      throw new NoQuorumError(`no leader reachable within ${this.quorumWaitMs} ms: the cluster has no working majority (${last?.message ?? 'no answer'})`);
+    if (!maybeApplied) {
+      throw new NoQuorumError(`no leader with a working majority within ${this.quorumWaitMs} ms: not applied (${last?.message ?? 'no answer'})`);
     }
-    throw new TimeoutError(`request not confirmed within ${this.quorumWaitMs} ms (${last?.message}); a retried write with the same session is safe`);
+    throw new TimeoutError(`outcome unknown: not confirmed within ${this.quorumWaitMs} ms (${last?.message}); retrying with the same session is safe`);
   }
 
   private anyMember(req: ApiRequest): Promise<Record<string, unknown>> {

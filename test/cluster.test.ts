@@ -74,12 +74,22 @@ test.serial('a NATS server dies: the cluster keeps serving; quorum lost: NoQuoru
   const leader = await waitForLeader(client, 3);
   const others = c.members.filter((m) => m.id !== leader.id);
   await Promise.all(others.map((m) => m.kill9()));
+  // Once the leader has noticed (it refuses writes without a majority, then steps down),
+  // NoQuorumError is a promise that the write did not happen.
+  await eventually('the lone leader to step down (CheckQuorum)', async () => {
+    const [s] = await client.status(leader.id);
+    return s && s.role !== 'leader';
+  });
   const started = performance.now();
   const err = await t.throwsAsync(client.put('c', '3'));
   t.true(err instanceof NoQuorumError, `expected NoQuorumError, got ${err?.name}: ${err?.message}`);
   t.log(`NoQuorumError after ${Math.round(performance.now() - started)} ms`);
   const stale = await client.get('a', { consistency: 'stale' });
   t.is(stale.kv?.value, '1');
+  // The majority comes back: the refused write is not there.
+  for (const m of others) m.start();
+  await waitForLeader(client, 3);
+  t.is((await client.get('c')).kv, null, 'a write answered with NoQuorumError was applied');
 });
 
 test.serial('exactly once: a write whose reply was lost is retried with the same session and applies once', async (t) => {
