@@ -6,6 +6,8 @@ import { appendEntries, appendFromLeader, isUpToDate, lastIndex, newLog, termAt 
 import { quorumIndex } from '../src/raft/quorum.ts';
 import { takeReady } from '../src/raft/ready.ts';
 import { createRaftState } from '../src/raft/state.ts';
+import { encodeConfEntry, latestConfIn } from '../src/raft/conf.ts';
+import { handleAppend } from '../src/raft/follower.ts';
 import { EntryType, type Entry } from '../src/raft/types.ts';
 
 const entry = (index: number, term: number): Entry => ({ index, term, type: EntryType.Command, data: new Uint8Array([index]) });
@@ -76,4 +78,34 @@ test('a follower inside the leader lease ignores a vote request of a higher term
   const rd = takeReady(raft);
   t.like(rd.messages[0], { type: 'voteResp', granted: true });
   t.is(rd.hardState?.vote, 'n3');
+});
+
+test('a follower scanning only appended entries for configuration changes ends with the configuration of a full scan', (t) => {
+  const boot = { voters: ['n1', 'n2', 'n3'], learners: [] };
+  const confEntry = (index: number, term: number, voters: string[]): Entry => ({
+    index, term, type: EntryType.ConfChange,
+    data: encodeConfEntry({ change: { op: 'remove', node: 'x' }, conf: { voters, learners: [] } }),
+  });
+  // Random leader histories: each append overwrites the follower's log from a random point with
+  // entries of a newer term, some of them configuration changes (so truncations drop some).
+  const step = fc.record({ from: fc.nat(12), len: fc.integer({ min: 0, max: 6 }), confAt: fc.array(fc.nat(5), { maxLength: 2 }), voters: fc.subarray(['n1', 'n2', 'n3', 'n4'], { minLength: 1 }) });
+  fc.assert(fc.property(fc.array(step, { minLength: 1, maxLength: 12 }), (steps) => {
+    const s = createRaftState({ id: 'n2', bootstrap: boot, hardState: { term: 1, vote: null, commit: 0 }, snapshot: null, entries: [] });
+    let term = 1;
+    for (const st of steps) {
+      term++;
+      const prev = Math.min(st.from, lastIndex(s.log));
+      const entries: Entry[] = [];
+      for (let k = 0; k < st.len; k++) {
+        const index = prev + 1 + k;
+        entries.push(st.confAt.includes(k) ? confEntry(index, term, st.voters) : { index, term, type: EntryType.Command, data: new Uint8Array([k]) });
+      }
+      s.term = term;
+      handleAppend(s, { type: 'append', from: 'n1', to: 'n2', term, prevLogIndex: prev, prevLogTerm: termAt(s.log, prev)!, entries, commit: 0, round: 0 });
+      const full = latestConfIn(s.log.entries);
+      if (full) t.deepEqual(s.conf, full.conf);
+      else t.deepEqual(s.conf, boot);
+      t.is(s.confIndex, full?.index ?? 0);
+    }
+  }), { numRuns: 300 });
 });

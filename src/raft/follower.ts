@@ -28,7 +28,7 @@ export function handleAppend(s: RaftState, m: AppendRequest): void {
   }
   if (matchTerm(s.log, prev, prevTerm)) {
     const lastNew = appendFromLeader(s.log, prev, entries);
-    if (entries.length) refreshConf(s);
+    if (entries.length) refreshConf(s, entries);
     commitTo(s.log, Math.min(m.commit, lastNew));
     return reply(true, lastNew);
   }

@@ -12,7 +12,7 @@ export type Proposal = { id: number; data: Uint8Array } | { id: number; change: 
 
 export function appendLocal(s: RaftState, entries: Entry[]): void {
   appendEntries(s.log, entries);
-  if (entries.some((e) => e.type === EntryType.ConfChange)) refreshConf(s);
+  if (entries.some((e) => e.type === EntryType.ConfChange)) refreshConf(s, entries);
   s.needBroadcast = true;
 }
 

@@ -207,10 +207,12 @@ export function canCampaign(s: RaftState): boolean {
 }
 
 /** Recompute the configuration from the log if the entry that set it changed or a newer one arrived. */
-export function refreshConf(s: RaftState): void {
+export function refreshConf(s: RaftState, appended?: readonly Entry[]): void {
   const cur = s.confIndex > s.log.snapshotIndex ? entryAt(s.log, s.confIndex) : undefined;
   const stillValid = s.confIndex === 0 || (cur && cur.type === EntryType.ConfChange && cur.term === s.confTerm);
-  const newest = latestConfIn(s.log.entries);
+  // While the current configuration entry is still in the log, any newer one can only have come
+  // with the entries just appended: scan those, not the whole log (a follower does this per append).
+  const newest = latestConfIn(stillValid && appended ? appended : s.log.entries);
   if (stillValid && (!newest || newest.index <= s.confIndex)) return;
   if (newest) {
     s.conf = newest.conf;
