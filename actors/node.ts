@@ -92,6 +92,8 @@ export class RaftNode<R = unknown> {
   private heartbeatTimer: unknown = null;
   private quorumTimer: unknown = null;
   private lastSnapshotIndex = 0;
+  /** Term and vote as last handed to storage: a change must be durable before anything depends on it. */
+  private storedTV: { term: number; vote: string | null } = { term: 0, vote: null };
   readonly transitions: RoleChange[] = [];
   private listeners = new Set<(n: RaftNode<R>) => void>();
   private applyListeners = new Set<(e: Entry, result: R | undefined) => void>();
@@ -120,6 +122,7 @@ export class RaftNode<R = unknown> {
       hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries,
     });
     this.appliedIndex = this.raft.log.applied;
+    this.storedTV = { term: loaded.hardState.term, vote: loaded.hardState.vote };
     this.lastSnapshotIndex = this.raft.log.snapshotIndex;
     // XState runs synchronously here: no delayed events, so send() returns after the whole macrostep.
     this.actor = createActor(raftMachine, { input: { raft: this.raft } });
@@ -255,9 +258,7 @@ export class RaftNode<R = unknown> {
         await this.perform(takeReady(this.raft));
       }
     } catch (e) {
-      this.fatal = e as Error;
-      this.log.error({ err: e, node: this.id }, 'raft node failed; stopping');
-      this.halt();
+      this.fail(e as Error);
     } finally {
       this.running = false;
     }
@@ -284,12 +285,19 @@ export class RaftNode<R = unknown> {
     // persist in parallel with it (Raft thesis §10.2.1). The leader still counts itself for commit
     // only once its entries are durable: their answers are stepped after this persist completes.
     // Everything else (votes, acknowledgements) must follow the fsync it depends on.
-    const persisting = rd.hardState !== null || rd.entries.length > 0;
+    // A commit-index-only change is not awaited: the commit index is volatile in Raft (after a
+    // crash a lower one is re-learned), nothing sent or applied depends on it being on disk, and
+    // the storage's single writer keeps it in order with later writes.
+    const hs = rd.hardState;
+    const tvChanged = hs !== null && (hs.term !== this.storedTV.term || hs.vote !== this.storedTV.vote);
+    const persisting = tvChanged || rd.entries.length > 0;
+    if (hs !== null && !persisting) this.inBackground(storage.persist({ hardState: hs }));
     const early = this.raft.cfg.unsafe?.ackBeforePersist ? () => true : leaderOnly;
     if (persisting) for (const m of rd.messages) if (early(m)) transport.send(m);
     if (persisting) {
-      await storage.persist({ hardState: rd.hardState ?? undefined, entries: rd.entries });
+      await storage.persist({ hardState: hs ?? undefined, entries: rd.entries });
       if (this.stopped) return;
+      if (hs !== null) this.storedTV = { term: hs.term, vote: hs.vote };
     }
     for (const m of rd.messages) if (!persisting || !early(m)) transport.send(m);
     for (const p of rd.proposals) {
@@ -309,6 +317,19 @@ export class RaftNode<R = unknown> {
     }
     this.releaseReads();
     this.afterStep(rd);
+  }
+
+  /** A write nobody waits for: its failure still stops the node (the disk state is unknown). */
+  private inBackground(p: Promise<void>): void {
+    p.catch((e: Error) => {
+      if (!this.stopped) this.fail(e);
+    });
+  }
+
+  private fail(e: Error): void {
+    this.fatal = e;
+    this.log.error({ err: e, node: this.id }, 'raft node failed; stopping');
+    this.halt();
   }
 
   private apply(e: Entry): void {
