@@ -47,6 +47,14 @@ export interface DiskRaftStorageOptions {
   onSync?(ms: number, entries: number): void;
 }
 
+interface ActiveSegment {
+  seq: number;
+  handle: AppendHandle;
+  size: number;
+  /** Holds a commit-only record not yet covered by a datasync. */
+  unsynced: boolean;
+}
+
 interface Waiter {
   resolve(): void;
   reject(err: unknown): void;
@@ -74,7 +82,7 @@ export class DiskRaftStorage implements RaftStorage {
   private entrySegs: number[] = []; // segment holding that entry
   private segments: number[] = []; // existing segment seqs, ascending
   private snapshotFiles: number[] = []; // indexes of snapshot files on disk
-  private active: { seq: number; handle: AppendHandle; size: number } | null = null;
+  private active: ActiveSegment | null = null;
   private nextSeq = 1;
 
   private readonly queue: Op[] = [];
@@ -221,8 +229,9 @@ export class DiskRaftStorage implements RaftStorage {
         const started = performance.now();
         await active.handle.datasync();
         this.counters.fsyncs++;
+        active.unsynced = false;
         this.onSync?.(performance.now() - started, batches.reduce((n, b) => n + b.length, 0));
-      }
+      } else active.unsynced = true;
       for (const entries of batches) this.applyEntries(entries, active.seq);
       this.recordedCommit = next.commit;
     }
@@ -241,9 +250,14 @@ export class DiskRaftStorage implements RaftStorage {
   }
 
   /** The segment to append to; rotates once the current one is full. */
-  private async activeSegment(): Promise<{ seq: number; handle: AppendHandle; size: number }> {
+  private async activeSegment(): Promise<ActiveSegment> {
     if (this.active && this.active.size >= this.segmentBytes) {
-      // Everything in it is already datasynced: the writer loop syncs before each group returns.
+      // A commit-only record may be unsynced (the writer syncs only groups with entries): the
+      // next datasync goes to the new segment, so sync this one before leaving it.
+      if (this.active.unsynced) {
+        await this.active.handle.datasync();
+        this.counters.fsyncs++;
+      }
       await this.active.handle.close();
       this.active = null;
     }
@@ -253,7 +267,7 @@ export class DiskRaftStorage implements RaftStorage {
       // The new name must be durable before data in it is acknowledged.
       await this.fs.syncDir(this.dir);
       this.counters.fsyncs++;
-      this.active = { seq, handle, size: 0 };
+      this.active = { seq, handle, size: 0, unsynced: false };
       this.segments.push(seq);
     }
     return this.active;
@@ -413,7 +427,7 @@ export class DiskRaftStorage implements RaftStorage {
     this.recordedCommit = this.hard.commit;
     this.segments = liveSegs;
     this.nextSeq = Math.max(startSeq, (liveSegs.at(-1) ?? 0) + 1);
-    if (lastHandle) this.active = { seq: liveSegs.at(-1)!, handle: lastHandle, size: lastSegSize };
+    if (lastHandle) this.active = { seq: liveSegs.at(-1)!, handle: lastHandle, size: lastSegSize, unsynced: false };
 
     // Finish an interrupted compaction: these are obsolete by the snapshot's own record.
     const staleSnaps = this.snapshotFiles.filter((i) => i < snapIndex);
