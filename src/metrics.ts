@@ -1,15 +1,26 @@
 /** Named counters with labels, cheap enough for the hot path; rendered for /metrics later. */
+/** `name{k="v",...}`: built by concatenation (this runs for every request on the hot path). */
+function seriesKey(name: string, labels?: Record<string, string>): string {
+  if (!labels) return name;
+  let key = name + '{';
+  let sep = '';
+  for (const k in labels) {
+    key += sep + k + '="' + labels[k] + '"';
+    sep = ',';
+  }
+  return key + '}';
+}
+
 export class Counters {
   private readonly values = new Map<string, number>();
 
   inc(name: string, labels?: Record<string, string>, by = 1): void {
-    const key = labels ? `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}` : name;
+    const key = seriesKey(name, labels);
     this.values.set(key, (this.values.get(key) ?? 0) + by);
   }
 
   get(name: string, labels?: Record<string, string>): number {
-    const key = labels ? `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}` : name;
-    return this.values.get(key) ?? 0;
+    return this.values.get(seriesKey(name, labels)) ?? 0;
   }
 
   /** Sum over every label combination of `name`. */
