@@ -447,8 +447,20 @@ import { writeFileSync } from 'node:fs';
 import { ClusterServer } from '${join(ROOT, 'actors/cluster-server.ts')}';
 import { NatsTransport } from '${join(ROOT, 'actors/nats-transport.ts')}';
 import { DiskRaftStorage } from '${join(ROOT, 'src/storage/raft-storage.ts')}';
+import { RaftNode } from '${join(ROOT, 'actors/node.ts')}';
 const now = () => performance.timeOrigin + performance.now();
-const rec = { handle: [], persist: [], appendRound: [], followerAppend: [] };
+const rec = { handle: [], persist: [], appendRound: [], followerAppend: [], apply: [] };
+import { MetadataStateMachine } from '${join(ROOT, 'src/sm/metadata.ts')}';
+rec.smApply = []; rec.reply = [];
+const smApply = MetadataStateMachine.prototype.apply;
+MetadataStateMachine.prototype.apply = function (e) { const t = now(); try { return smApply.call(this, e); } finally { rec.smApply.push([t, now() - t]); } };
+const reply = ClusterServer.prototype.reply;
+ClusterServer.prototype.reply = function (m, r) { const t = now(); try { return reply.call(this, m, r); } finally { rec.reply.push([t, now() - t]); } };
+const apply = RaftNode.prototype.apply;
+RaftNode.prototype.apply = function (e) {
+  rec.apply.push([now(), e.index]);
+  return apply.call(this, e);
+};
 const sentAt = new Map();
 let recv = null;
 const handle = ClusterServer.prototype.handle;
@@ -501,7 +513,7 @@ async function trace(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'sc-trace-'));
   const preload = join(dir, 'trace-preload.mjs');
   writeFileSync(preload, TRACE_PRELOAD);
-  const c = await startCluster({ root: String(flags.root ?? tmpdir()), clients: 1, cpuProf: false, preload, env: { SC_TRACE_DIR: dir } })
+  const c = await startCluster({ root: String(flags.root ?? tmpdir()), clients: 1, cpuProf: false, oneServer: flags['one-server'] === true, preload, env: { SC_TRACE_DIR: dir } })
     .catch(async (err) => {
       await rm(dir, { recursive: true, force: true });
       throw err;
@@ -523,7 +535,7 @@ async function trace(): Promise<void> {
   } finally {
     await c.stop(); // members exit cleanly and write their traces
   }
-  type Rec = Record<'handle' | 'persist' | 'appendRound' | 'followerAppend', number[][]>;
+  type Rec = Record<'handle' | 'persist' | 'appendRound' | 'followerAppend' | 'apply', number[][]>;
   let recs: Record<string, Rec>;
   try {
     recs = Object.fromEntries(['n1', 'n2', 'n3'].map((id) => [id, JSON.parse(readFileSync(join(dir, `${id}.json`), 'utf8')) as Rec]));
@@ -561,8 +573,12 @@ async function trace(): Promise<void> {
     if (excess > 0) leaderPersistLater++;
     leaderPersistHidden.push(pl[1]!);
     const committedAt = Math.max(leaderPersistEnd, ackAt);
-    const pc = within(leader.persist.filter((x) => x[2] === 0), committedAt, t + h);
-    const commitRecord = pc?.[1] ?? 0;
+    // The commit-only WAL record is written in the background (not awaited before apply and reply).
+    const applied = within(leader.apply, committedAt, t + h);
+    const appliedAt = applied ? applied[0]! : committedAt;
+    const sma = within((leader as any).smApply, appliedAt, t + h);
+    const rp = within((leader as any).reply, appliedAt, t + h);
+    (globalThis as any).__x ??= []; (globalThis as any).__x.push({ sm: sma?.[1], toReply: rp ? rp[0]! - appliedAt : null, reply: rp?.[1], afterReply: rp ? t + h - rp[0]! - rp[1]! : null });
     perOp.push({
       total: lat[i]!,
       clientSide: lat[i]! - h,
@@ -571,14 +587,15 @@ async function trace(): Promise<void> {
       followerPersist,
       followerOther: fd - followerPersist,
       leaderPersistExcess: excess,
-      leaderCommitRecord: commitRecord,
-      leaderAfterCommit: t + h - committedAt - commitRecord,
+      leaderCommitToApply: appliedAt - committedAt,
+      leaderApplyToReply: t + h - appliedAt,
     });
   }
   if (!perOp.length && handles.length) {
     const [t, h] = handles[0]! as [number, number];
     print({ kind: 'trace-debug', handle: handles[0], persist: leader.persist.filter((x) => x[0]! > t - 50 && x[0]! < t + h + 50), appendRound: leader.appendRound.filter((x) => x[0]! > t - 50 && x[0]! < t + h + 50) });
   }
+  { const xs = (globalThis as any).__x ?? []; const m = (k: string) => dist(xs.map((x: any) => x[k]).filter((v: any) => v != null)); print({ kind: 'x', sm: m('sm'), toReply: m('toReply'), reply: m('reply'), afterReply: m('afterReply') }); }
   const keys = Object.keys(perOp[0] ?? {});
   const col = (k: string) => perOp.map((o) => o[k]!);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -605,8 +622,8 @@ async function trace(): Promise<void> {
       followerPersist: 'the first-answering follower\'s WAL append + fdatasync',
       followerOther: 'that follower\'s CPU: decode, step, encode (append processing − persist)',
       leaderPersistExcess: 'how much longer the leader\'s own persist (running in parallel) took than the round',
-      leaderCommitRecord: 'the leader\'s commit-only WAL write (no fsync) before it applies and replies',
-      leaderAfterCommit: 'leader: step the answer, apply, reply, event-loop turns',
+      leaderCommitToApply: 'leader: from the answer (or its own persist, if later) to applying the entry: event-loop turns, step, commit',
+      leaderApplyToReply: 'leader: apply, resolve the request, encode and hand the reply to NATS',
     },
   });
 }

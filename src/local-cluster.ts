@@ -21,6 +21,14 @@ export interface LocalClusterOptions {
   fresh?: boolean;
   /** Extra flags for every member (e.g. election timeouts). */
   memberArgs?: string[];
+  /**
+   * Which NATS server each member and client prefers (the others are its failover, in order).
+   * 'shared' (default): all prefer the first: on one host every process is equally near to every
+   * server, and a route crossing is a process more on each hop (a 1-client write measured 3.5-3.7 ms
+   * shared vs 5.6-6.1 ms spread here). 'spread': member i prefers server i, as members on separate
+   * hosts would prefer their own host's server.
+   */
+  natsLayout?: 'shared' | 'spread';
   logLevel?: string;
 }
 
@@ -100,8 +108,8 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
   const nats = await startNatsCluster({ size: o.natsServers ?? 3, dir: join(dir, 'nats'), credentials });
   const ids = Array.from({ length: o.members ?? 3 }, (_, i) => `n${i + 1}`);
   const members = ids.map((id, i) => {
-    // Each member lists the NATS servers starting from a different one, spreading connections.
-    const urls = [...nats.urls.slice(i % nats.urls.length), ...nats.urls.slice(0, i % nats.urls.length)];
+    const first = o.natsLayout === 'spread' ? i % nats.urls.length : 0;
+    const urls = [...nats.urls.slice(first), ...nats.urls.slice(0, first)];
     const args = [
       '--id', id, '--peers', ids.join(','), '--cluster', cluster, '--nats', urls.join(','),
       '--nats-credentials', credentialsFile, '--data-dir', join(dir, 'data', id), '--log-level', o.logLevel ?? 'info',
