@@ -14,7 +14,7 @@
  *       a tmpfs one (fsync ~free), both up at once and taking turns in 1 s slices; latency and CPU per
  *       op of the leader, a follower, the broker and the client. The differences locate a put's time.
  *       one-server: on disk, with every member and the client connected to the same broker server.
- *   tsx scripts/profile-member.ts trace [--seconds 10] [--root DIR]
+ *   tsx scripts/profile-member.ts trace [--seconds 10] [--root DIR] [--one-server]
  *       One client's sequential puts with timestamps taken inside the members (a preload module wraps
  *       the members' own prototypes: no source change): the p50 of each part of a write — client hops,
  *       leader persist, replication hops, follower persist, leader and follower CPU.
@@ -450,12 +450,6 @@ import { DiskRaftStorage } from '${join(ROOT, 'src/storage/raft-storage.ts')}';
 import { RaftNode } from '${join(ROOT, 'actors/node.ts')}';
 const now = () => performance.timeOrigin + performance.now();
 const rec = { handle: [], persist: [], appendRound: [], followerAppend: [], apply: [] };
-import { MetadataStateMachine } from '${join(ROOT, 'src/sm/metadata.ts')}';
-rec.smApply = []; rec.reply = [];
-const smApply = MetadataStateMachine.prototype.apply;
-MetadataStateMachine.prototype.apply = function (e) { const t = now(); try { return smApply.call(this, e); } finally { rec.smApply.push([t, now() - t]); } };
-const reply = ClusterServer.prototype.reply;
-ClusterServer.prototype.reply = function (m, r) { const t = now(); try { return reply.call(this, m, r); } finally { rec.reply.push([t, now() - t]); } };
 const apply = RaftNode.prototype.apply;
 RaftNode.prototype.apply = function (e) {
   rec.apply.push([now(), e.index]);
@@ -576,9 +570,6 @@ async function trace(): Promise<void> {
     // The commit-only WAL record is written in the background (not awaited before apply and reply).
     const applied = within(leader.apply, committedAt, t + h);
     const appliedAt = applied ? applied[0]! : committedAt;
-    const sma = within((leader as any).smApply, appliedAt, t + h);
-    const rp = within((leader as any).reply, appliedAt, t + h);
-    (globalThis as any).__x ??= []; (globalThis as any).__x.push({ sm: sma?.[1], toReply: rp ? rp[0]! - appliedAt : null, reply: rp?.[1], afterReply: rp ? t + h - rp[0]! - rp[1]! : null });
     perOp.push({
       total: lat[i]!,
       clientSide: lat[i]! - h,
@@ -595,7 +586,6 @@ async function trace(): Promise<void> {
     const [t, h] = handles[0]! as [number, number];
     print({ kind: 'trace-debug', handle: handles[0], persist: leader.persist.filter((x) => x[0]! > t - 50 && x[0]! < t + h + 50), appendRound: leader.appendRound.filter((x) => x[0]! > t - 50 && x[0]! < t + h + 50) });
   }
-  { const xs = (globalThis as any).__x ?? []; const m = (k: string) => dist(xs.map((x: any) => x[k]).filter((v: any) => v != null)); print({ kind: 'x', sm: m('sm'), toReply: m('toReply'), reply: m('reply'), afterReply: m('afterReply') }); }
   const keys = Object.keys(perOp[0] ?? {});
   const col = (k: string) => perOp.map((o) => o[k]!);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
