@@ -13,12 +13,9 @@
  * (--nats-credentials FILE written by the project's NATS launcher, or --nats-user/--nats-pass),
  * prints JSON with --json, and exits non-zero on failure.
  */
-import { readFileSync } from 'node:fs';
-import { pino } from 'pino';
-import { ClusterServer } from '../actors/cluster-server.ts';
 import { ClusterClient } from './client.ts';
-import { ConfigError, loadConfig, parseFlags } from './config.ts';
-import { runSimulation } from './sim/sim.ts';
+import { ConfigError, parseFlags } from './config.ts';
+import { natsCredentials } from './member-main.ts';
 
 const USAGE = `usage: submarine-cluster <command> [flags]
   node --id ID --peers ID,ID,ID --nats URL[,URL] --data-dir DIR [--cluster NAME] [--join] [--allow-fault-injection]
@@ -38,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'node':
-      return runNode(rest);
+      return (await import('./member-main.ts')).runNode(rest);
     case 'kv':
     case 'status':
     case 'members':
@@ -62,48 +59,6 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command '${cmd}'`);
   }
-}
-
-async function runNode(args: string[]): Promise<number> {
-  const { takeOfflineRetention } = await import('./monitor/evict.ts');
-  const { argv, offlineRetentionMs } = takeOfflineRetention(args, process.env);
-  const join = argv.includes('--join');
-  const allowFaultInjection = argv.includes('--allow-fault-injection');
-  const cfg = loadConfig({ argv: argv.filter((a) => a !== '--join' && a !== '--allow-fault-injection'), joining: join });
-  const logger = pino({ level: cfg.logLevel, base: { member: cfg.id } });
-  for (const w of cfg.warnings) logger.warn({ warning: w }, 'config');
-  const creds = natsCredentials(cfg.natsCredentialsFile, 'member');
-  const server = await ClusterServer.start({
-    id: cfg.id, peers: cfg.peers, join, cluster: cfg.cluster, nats: cfg.nats,
-    natsUser: cfg.natsUser ?? creds?.user, natsPass: cfg.natsPass ?? creds?.pass,
-    dataDir: cfg.dataDir, logger, allowFaultInjection, electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatTickMs,
-    snapshotEveryEntries: cfg.snapshotEveryEntries, metricsPort: cfg.metricsPort,
-    monitor: { heartbeatIntervalMs: cfg.heartbeatIntervalMs, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, offlineRetentionMs },
-  });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info({ signal }, 'stopping');
-      server.stop().then(resolve, (err) => {
-        logger.error({ err }, 'stop failed');
-        resolve();
-      });
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-    if (process.env.SUBMARINE_EXIT_WITH_PARENT === '1') {
-      process.stdin.once('close', () => stop('parent exited'));
-      process.stdin.resume();
-    }
-  });
-  return 0;
-}
-
-function natsCredentials(file: string | undefined, who: 'member' | 'client'): { user: string; pass: string } | undefined {
-  if (!file) return undefined;
-  const all = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { user: string; pass: string }>;
-  const c = all[who];
-  if (!c?.user || !c?.pass) throw new ConfigError(`${file} has no ${who} credentials`, 'nats-credentials', file);
-  return c;
 }
 
 async function runClientCommand(cmd: string, argv: string[]): Promise<number> {
@@ -206,6 +161,7 @@ async function runSim(argv: string[]): Promise<number> {
   const i = argv.indexOf('--seed');
   const seed = i >= 0 ? Number(argv[i + 1]) : 1;
   console.log(`deterministic simulator: a 3-5 member Raft cluster under faults (seed ${seed})\n`);
+  const { runSimulation } = await import('./sim/sim.ts');
   const r = await runSimulation({ seed, trace: (l) => console.log(l) });
   console.log(`\n${r.ok ? 'all invariants held' : `FAILED: ${r.error}`}`);
   console.log(JSON.stringify(r));

@@ -6,12 +6,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { memberLaunchArgs, TSX_MEMBER_ARGS } from './member-bundle.ts';
+import { packageRoot } from './paths.ts';
 import { startNatsCluster, type NatsCluster } from './nats/broker.ts';
 import { loadOrCreateCredentials, type NatsCredentials } from './nats/credentials.ts';
 
-const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
-const CLI = join(ROOT, 'src/cli.ts');
+const ROOT = packageRoot(import.meta.url);
 
 export interface LocalClusterOptions {
   dir: string;
@@ -36,7 +36,8 @@ export class MemberProcess {
   child: ChildProcess | null = null;
   private exited: Promise<number | null> = Promise.resolve(null);
 
-  constructor(readonly id: string, private readonly args: string[], private readonly logFile: string) {}
+  /** `launch`: the node arguments before the member's flags (memberLaunchArgs(): the bundle, or tsx). */
+  constructor(readonly id: string, private readonly args: string[], private readonly logFile: string, private readonly launch: readonly string[] = TSX_MEMBER_ARGS) {}
 
   get pid(): number | undefined {
     return this.child?.pid;
@@ -53,7 +54,7 @@ export class MemberProcess {
     // stops itself (SUBMARINE_EXIT_WITH_PARENT), so no member outlives its launcher.
     // detached: its own process group, so a terminal's Ctrl-C reaches only the launcher, which
     // stops things in order (demo servers deregister while the cluster is still up).
-    const child = spawn(process.execPath, ['--import=tsx', CLI, 'node', ...this.args], {
+    const child = spawn(process.execPath, [...this.launch, ...this.args], {
       cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SUBMARINE_EXIT_WITH_PARENT: '1' }, detached: true,
     });
     child.stdout!.pipe(out);
@@ -106,6 +107,7 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
   const credentials = loadOrCreateCredentials(credentialsFile);
   const cluster = o.cluster ?? 'submarine';
   const nats = await startNatsCluster({ size: o.natsServers ?? 3, dir: join(dir, 'nats'), credentials });
+  const launch = await memberLaunchArgs((err) => process.emitWarning(`member bundle failed (${err.message}); members run through tsx`));
   const ids = Array.from({ length: o.members ?? 3 }, (_, i) => `n${i + 1}`);
   const members = ids.map((id, i) => {
     const first = o.natsLayout === 'spread' ? i % nats.urls.length : 0;
@@ -115,7 +117,7 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
       '--nats-credentials', credentialsFile, '--data-dir', join(dir, 'data', id), '--log-level', o.logLevel ?? 'info',
       ...(o.memberArgs ?? []),
     ];
-    return new MemberProcess(id, args, join(dir, 'logs', `${id}.log`));
+    return new MemberProcess(id, args, join(dir, 'logs', `${id}.log`), launch);
   });
   // Where to find this cluster (examples, the CLI, other tools): URLs change on every start.
   writeFileSync(join(dir, 'cluster.json'), JSON.stringify({ cluster, nats: nats.urls, credentialsFile, members: ids }, null, 2) + '\n');

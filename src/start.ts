@@ -9,7 +9,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from './paths.ts';
 import { ClusterClient, type MemberStatus } from './client.ts';
 import { parseFlags } from './config.ts';
 import { Dashboard } from './dashboard/server.ts';
@@ -17,7 +17,7 @@ import { startDemoServers, type DemoServers } from './demo/server.ts';
 import { startLocalCluster, type LocalCluster } from './local-cluster.ts';
 import { findNatsServer } from './nats/broker.ts';
 
-const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
+const ROOT = packageRoot(import.meta.url);
 
 export interface StartOptions {
   dir: string;

@@ -24,9 +24,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../paths.ts';
 import { pino } from 'pino';
 import { Discovery } from '../../actors/discovery.ts';
 import { CLUSTER_INTP_EVENT_TOPIC, ClusterEvents, EventDeliveryError, MemoryCursorStore, type EventMeta } from '../../actors/events.ts';
@@ -38,7 +38,7 @@ import { parseFlags } from '../config.ts';
 import type { LocalCluster } from '../local-cluster.ts';
 import { startWorkbench, type Workbench } from '../workbench/server.ts';
 
-const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
+const ROOT = packageRoot(import.meta.url);
 const CLI = join(ROOT, 'src/cli.ts');
 const INTERPRETER = join(ROOT, 'src/demo/interpreter.ts');
 

@@ -8,7 +8,7 @@ import { accessSync, closeSync, constants as fsConstants, fstatSync, openSync } 
 import { mkdir, open } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../paths.ts';
 import type { NatsCredentials } from './credentials.ts';
 
 export interface BrokerLogger {
@@ -58,7 +58,7 @@ export interface NatsCluster {
   stop(): Promise<void>;
 }
 
-export const DEFAULT_CONF_PATH = fileURLToPath(new URL('../../nats.conf', import.meta.url));
+export const DEFAULT_CONF_PATH = join(packageRoot(import.meta.url), 'nats.conf');
 
 const HOST = '127.0.0.1';
 const POLL_MS = 20;

@@ -1,0 +1,51 @@
+/**
+ * `submarine-cluster node`: one cluster member in this process until SIGTERM/SIGINT (or, with
+ * SUBMARINE_EXIT_WITH_PARENT=1, until its launcher's stdin pipe closes). The CLI runs it; so does
+ * src/member-entry.ts, the entry of the bundle local clusters start members from.
+ */
+import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { ClusterServer } from '../actors/cluster-server.ts';
+import { ConfigError, loadConfig } from './config.ts';
+
+export async function runNode(args: string[]): Promise<number> {
+  const { takeOfflineRetention } = await import('./monitor/evict.ts');
+  const { argv, offlineRetentionMs } = takeOfflineRetention(args, process.env);
+  const join = argv.includes('--join');
+  const allowFaultInjection = argv.includes('--allow-fault-injection');
+  const cfg = loadConfig({ argv: argv.filter((a) => a !== '--join' && a !== '--allow-fault-injection'), joining: join });
+  const logger = pino({ level: cfg.logLevel, base: { member: cfg.id } });
+  for (const w of cfg.warnings) logger.warn({ warning: w }, 'config');
+  const creds = natsCredentials(cfg.natsCredentialsFile, 'member');
+  const server = await ClusterServer.start({
+    id: cfg.id, peers: cfg.peers, join, cluster: cfg.cluster, nats: cfg.nats,
+    natsUser: cfg.natsUser ?? creds?.user, natsPass: cfg.natsPass ?? creds?.pass,
+    dataDir: cfg.dataDir, logger, allowFaultInjection, electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatTickMs,
+    snapshotEveryEntries: cfg.snapshotEveryEntries, metricsPort: cfg.metricsPort,
+    monitor: { heartbeatIntervalMs: cfg.heartbeatIntervalMs, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, offlineRetentionMs },
+  });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'stopping');
+      server.stop().then(resolve, (err) => {
+        logger.error({ err }, 'stop failed');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    if (process.env.SUBMARINE_EXIT_WITH_PARENT === '1') {
+      process.stdin.once('close', () => stop('parent exited'));
+      process.stdin.resume();
+    }
+  });
+  return 0;
+}
+
+export function natsCredentials(file: string | undefined, who: 'member' | 'client'): { user: string; pass: string } | undefined {
+  if (!file) return undefined;
+  const all = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { user: string; pass: string }>;
+  const c = all[who];
+  if (!c?.user || !c?.pass) throw new ConfigError(`${file} has no ${who} credentials`, 'nats-credentials', file);
+  return c;
+}
