@@ -8,6 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, Events, type ConnectionOptions, type NatsConnection, type Status } from 'nats';
 import { NatsStartError, startNatsCluster, type NatsCluster } from '../src/nats/broker.ts';
+import { ClusterClient } from '../src/client.ts';
+import { decodeEnvelope, encodeEnvelope } from '../src/codec.ts';
+import { TimeoutError } from '../src/errors.ts';
+import { subjects } from '../src/nats/subjects.ts';
 import {
   CredentialsFileError,
   generateCredentials,
@@ -373,4 +377,31 @@ test('credentials: generated at random, stored 0600 with parent dirs, reloaded, 
   t.throws(() => loadOrCreateCredentials(file), { instanceOf: CredentialsFileError, message: /credentials\.json.*"client\.pass"/ });
   await writeFile(file, 'not json');
   t.throws(() => loadOrCreateCredentials(file), { instanceOf: CredentialsFileError, message: /not JSON/ });
+});
+
+test('client requests: a member nobody serves fails at once with NoRespondersError, a silent one with TimeoutError, and answers reach the right caller', async (t) => {
+  const { c, creds } = await startCluster(t, generateCredentials(), 1);
+  const client = await ClusterClient.connect({ nats: c.urls, user: creds.client.user, pass: creds.client.pass, requestTimeoutMs: 400, cluster: 'test' });
+  t.teardown(() => client.close());
+  const started = performance.now();
+  const e1 = await t.throwsAsync(client.status('nobody'));
+  t.is(e1?.name, 'NoRespondersError');
+  t.true(performance.now() - started < 300, 'no-responders must not wait for the timeout');
+  // A member that takes the request and never answers.
+  const member = await nats(t, c.urls, creds.member);
+  member.subscribe(subjects.api('test', 'silent'));
+  await member.flush();
+  const e2 = await t.throwsAsync(client.status('silent'));
+  t.true(e2 instanceof TimeoutError, String(e2));
+  // A member that answers out of order: each caller gets its own answer.
+  member.subscribe(subjects.api('test', 'echo'), {
+    callback: (_err, m) => {
+      const req = decodeEnvelope(m.data, { cluster: 'test' }).body as { op: string };
+      const delay = Math.floor(Math.random() * 30);
+      setTimeout(() => m.respond(encodeEnvelope('test', 'res', { ok: true, status: { id: `${req.op} ${m.reply}` } })), delay);
+    },
+  });
+  await member.flush();
+  const replies = await Promise.all(Array.from({ length: 20 }, () => client.status('echo')));
+  t.is(new Set(replies.map((r) => r[0]!.id)).size, 20);
 });
