@@ -5,6 +5,10 @@
  * RSS and start-up time. The bundle is rebuilt from the sources whenever a launcher starts (~0.1 s;
  * named by its content hash, so concurrent launchers and stale files cannot mix versions).
  * SUBMARINE_MEMBER_TSX=1 runs members through tsx instead (profilers that patch our modules).
+ *
+ * Members also run with a 2 MB young-generation semi-space (V8's default is 16 MB here): RSS under
+ * a 64-client put load fell from 113-121 MB to 85-107 MB per member, throughput within the noise
+ * (2227/2185 vs 2418/1870 ops/s in alternating runs).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -16,6 +20,7 @@ const BUILD_DIR = join(ROOT, '.build');
 
 /** Node arguments, before the member's own flags, that run a member through tsx. */
 export const TSX_MEMBER_ARGS: readonly string[] = ['--import=tsx', join(ROOT, 'src/cli.ts'), 'node'];
+const NODE_FLAGS = ['--max-semi-space-size=2'];
 
 let built: Promise<readonly string[]> | null = null;
 
@@ -23,7 +28,7 @@ let built: Promise<readonly string[]> | null = null;
 export function memberLaunchArgs(onFallback?: (err: Error) => void): Promise<readonly string[]> {
   if (process.env.SUBMARINE_MEMBER_TSX === '1') return Promise.resolve(TSX_MEMBER_ARGS);
   built ??= bundleMember().then(
-    (file) => [file],
+    (file) => [...NODE_FLAGS, file],
     (err: Error) => {
       onFallback?.(err);
       return TSX_MEMBER_ARGS;
