@@ -271,6 +271,7 @@ export class ClusterServer {
       return this.reply(m, { ok: false, error: errorBody(new BadRequestError((err as Error).message)) });
     }
     this.counters.inc('api_requests_total', { op: req.op });
+    if (req.op === 'write') return this.handleWrite(m, req.cmd);
     let res: ApiResponse;
     try {
       res = { ok: true, ...(await this.dispatch(req)) };
@@ -278,6 +279,47 @@ export class ClusterServer {
       res = { ok: false, error: errorBody(err) };
     }
     this.reply(m, res);
+  }
+
+  /**
+   * A client write: the reply is published in the first microtask after the entry is applied, so
+   * it leaves in the same socket write as the Raft messages of that step (the node sends those
+   * after applying) instead of one write later, behind them.
+   */
+  private handleWrite(m: Msg, cmd: Uint8Array): Promise<void> {
+    const fail = (err: unknown) => this.reply(m, { ok: false, error: errorBody(err) });
+    try {
+      decodeMetaCommand(cmd); // refuse garbage before it takes a log slot
+    } catch (err) {
+      return Promise.resolve(fail(new BadRequestError((err as Error).message)));
+    }
+    let proposal: Promise<{ index: number; result: MetaResult }>;
+    try {
+      this.requireLeader();
+      this.requireQuorum();
+      this.counters.inc('proposals_total');
+      proposal = this.node.propose(cmd);
+    } catch (err) {
+      return Promise.resolve(fail(err));
+    }
+    let done = false;
+    const ms = this.opts.proposeTimeoutMs ?? 1500;
+    const timer = setTimeout(() => {
+      done = true;
+      fail(new TimeoutError(`write not committed within ${ms} ms on ${this.id} (no majority reachable?)`));
+    }, ms);
+    return proposal.then(
+      ({ index, result }) => {
+        if (done) return;
+        clearTimeout(timer);
+        this.reply(m, { ok: true, index, result });
+      },
+      (err) => {
+        if (done) return;
+        clearTimeout(timer);
+        fail(err);
+      },
+    );
   }
 
   private reply(m: Msg, res: ApiResponse): void {
@@ -289,18 +331,8 @@ export class ClusterServer {
     }
   }
 
-  private async dispatch(req: ApiRequest): Promise<Record<string, unknown>> {
+  private async dispatch(req: Exclude<ApiRequest, { op: 'write' }>): Promise<Record<string, unknown>> {
     switch (req.op) {
-      case 'write': {
-        try {
-          decodeMetaCommand(req.cmd); // refuse garbage before it takes a log slot
-        } catch (err) {
-          throw new BadRequestError((err as Error).message);
-        }
-        this.requireLeader();
-        const { index, result } = await this.proposeBytes(req.cmd);
-        return { index, result };
-      }
       case 'get': {
         await this.readBarrier(req.consistency);
         return { revision: this.sm.revision, kv: this.sm.get(req.key) ?? null, member: this.id };

@@ -299,7 +299,12 @@ export class RaftNode<R = unknown> {
       if (this.stopped) return;
       if (hs !== null) this.storedTV = { term: hs.term, vote: hs.vote };
     }
-    for (const m of rd.messages) if (!persisting || !early(m)) transport.send(m);
+    // Appends with entries, answers and votes go now; empty appends (commit updates, heartbeats)
+    // after applying and settling callers: a caller's reply, published in the first microtask after
+    // it is settled, then leaves in the same socket write as they do instead of in a later one
+    // (each write cost 0.2-0.4 ms on this busy 2-core machine).
+    const sendFirst = (m: RaftMessage) => (!persisting || !early(m)) && !(m.type === 'append' && m.entries.length === 0);
+    for (const m of rd.messages) if (sendFirst(m)) transport.send(m);
     for (const p of rd.proposals) {
       if (p.error) {
         this.waitingProposals.get(p.id)?.reject(proposalError(p.error));
@@ -316,6 +321,7 @@ export class RaftNode<R = unknown> {
       } else this.readsAtIndex.push({ index: r.index!, id: r.id });
     }
     this.releaseReads();
+    for (const m of rd.messages) if ((!persisting || !early(m)) && !sendFirst(m)) transport.send(m);
     this.afterStep(rd);
   }
 
