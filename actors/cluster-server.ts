@@ -68,6 +68,12 @@ export const DEFAULT_MAX_VALUE_BYTES = 256 * 1024;
 export const MAX_RAFT_MESSAGE_BYTES = 512 * 1024;
 export const MAX_API_REQUEST_BYTES = 512 * 1024;
 
+/** Where a member's memory is (bytes): V8 heap used/total, off-heap buffers, and the log held in memory. */
+function memoryBreakdown(): { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number } {
+  const m = process.memoryUsage();
+  return { heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+}
+
 /** nats.js defaults give up after 10 reconnects and notice a paused server only after minutes. */
 export function natsConnectOptions(servers: string[], name: string, user?: string, pass?: string) {
   return {
@@ -201,7 +207,7 @@ export class ClusterServer {
       ...s, revision: this.sm.revision, progress, watches: this.watches.size, counters: this.counters.toJSON(),
       transitions: this.node.transitions.slice(-20),
       faults: { dropTo: [...this.transport.faults.dropTo], dropFrom: [...this.transport.faults.dropFrom] },
-      pid: process.pid, rssBytes: process.memoryUsage.rss(),
+      pid: process.pid, rssBytes: process.memoryUsage.rss(), memory: memoryBreakdown(),
       fsyncMs: this.fsyncMs.toJSON(),
     };
   }

@@ -4,9 +4,11 @@
  * machine's changing load hits both alike. Prints JSON lines: one per slice, then a summary per
  * client count with pooled p50/p99, median slice ops/s and the median of per-round ratios b/a.
  *
- *   tsx scripts/bench-ab.ts --a /path/to/old-checkout [--b .] [--clients 1,16,64] [--slice 2] [--rounds 8] [--op put|get]
+ *   tsx scripts/bench-ab.ts --a /path/to/old-checkout [--b .] [--clients 1,16,64] [--slice 2] [--rounds 8] [--op put|get] [--b-env K=V,K=V]
  *
  * Each checkout's own src/local-cluster.ts and src/client.ts are used (node_modules must resolve from it).
+ * --b-env: environment variables for side b's member processes only (e.g. MALLOC_ARENA_MAX=2), with
+ * --a and --b the same checkout to measure a setting.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
@@ -73,7 +75,12 @@ async function slice(side: Side, n: number): Promise<{ ops: number; lat: number[
   return { ops: lat.length, lat, errors };
 }
 
-const sides = [await startSide('a', dirs.a), await startSide('b', dirs.b)];
+const sideA = await startSide('a', dirs.a);
+const bEnv = String(flags['b-env'] ?? '').split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]);
+for (const [k, v] of bEnv) process.env[k] = v;
+const sideB = await startSide('b', dirs.b);
+for (const [k] of bEnv) delete process.env[k];
+const sides = [sideA, sideB];
 try {
   for (const n of clientCounts) {
     // Warm-up, not reported.

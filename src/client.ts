@@ -42,6 +42,8 @@ export interface MemberStatus extends NodeStatus {
   faults: { dropTo: NodeId[]; dropFrom: NodeId[] };
   pid: number;
   rssBytes: number;
+  /** V8 heap and off-heap memory (bytes). */
+  memory: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
   /** WAL fdatasync latency histogram (ms). */
   fsyncMs: { bounds: number[]; counts: number[]; sum: number; count: number };
 }
