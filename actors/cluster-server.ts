@@ -68,7 +68,7 @@ export const DEFAULT_MAX_VALUE_BYTES = 256 * 1024;
 export const MAX_RAFT_MESSAGE_BYTES = 512 * 1024;
 export const MAX_API_REQUEST_BYTES = 512 * 1024;
 
-/** Where a member's memory is (bytes): V8 heap used/total, off-heap buffers, and the log held in memory. */
+/** Where a member's memory is (bytes): V8 heap used/total and off-heap buffers. */
 function memoryBreakdown(): { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number } {
   const m = process.memoryUsage();
   return { heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
@@ -302,9 +302,7 @@ export class ClusterServer {
     let proposal: Promise<{ index: number; result: MetaResult }>;
     try {
       this.requireLeader();
-      this.requireQuorum();
-      this.counters.inc('proposals_total');
-      proposal = this.node.propose(cmd);
+      proposal = this.startProposal(cmd);
     } catch (err) {
       return Promise.resolve(fail(err));
     }
@@ -445,12 +443,17 @@ export class ClusterServer {
 
   private proposeBytes(bytes: Uint8Array): Promise<{ index: number; result: MetaResult }> {
     try {
-      this.requireQuorum();
+      return this.withTimeout(this.startProposal(bytes), 'write');
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /** Throws NoQuorumError; otherwise counts and proposes. */
+  private startProposal(bytes: Uint8Array): Promise<{ index: number; result: MetaResult }> {
+    this.requireQuorum();
     this.counters.inc('proposals_total');
-    return this.withTimeout(this.node.propose(bytes), 'write');
+    return this.node.propose(bytes);
   }
 
   private withTimeout<T>(p: Promise<T>, what: string): Promise<T> {

@@ -14,8 +14,7 @@
  * prints JSON with --json, and exits non-zero on failure.
  */
 import { ClusterClient } from './client.ts';
-import { ConfigError, parseFlags } from './config.ts';
-import { natsCredentials } from './member-main.ts';
+import { ConfigError, natsCredentials, parseFlags } from './config.ts';
 
 const USAGE = `usage: submarine-cluster <command> [flags]
   node --id ID --peers ID,ID,ID --nats URL[,URL] --data-dir DIR [--cluster NAME] [--join] [--allow-fault-injection]

@@ -842,3 +842,12 @@ export function loadConfig(o: LoadConfigOptions = {}): ClusterConfig {
 
   return resolveConfig(layers, o.joining);
 }
+
+/** One role's user and password from a credentials file written by the project's NATS launcher. */
+export function natsCredentials(file: string | undefined, who: 'member' | 'client'): { user: string; pass: string } | undefined {
+  if (!file) return undefined;
+  const all = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { user: string; pass: string }>;
+  const c = all[who];
+  if (!c?.user || !c?.pass) throw new ConfigError(`${file} has no ${who} credentials`, 'nats-credentials', file);
+  return c;
+}

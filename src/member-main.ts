@@ -3,10 +3,9 @@
  * SUBMARINE_EXIT_WITH_PARENT=1, until its launcher's stdin pipe closes). The CLI runs it; so does
  * src/member-entry.ts, the entry of the bundle local clusters start members from.
  */
-import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { ClusterServer } from '../actors/cluster-server.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import { loadConfig, natsCredentials } from './config.ts';
 
 export async function runNode(args: string[]): Promise<number> {
   const { takeOfflineRetention } = await import('./monitor/evict.ts');
@@ -40,12 +39,4 @@ export async function runNode(args: string[]): Promise<number> {
     }
   });
   return 0;
-}
-
-export function natsCredentials(file: string | undefined, who: 'member' | 'client'): { user: string; pass: string } | undefined {
-  if (!file) return undefined;
-  const all = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { user: string; pass: string }>;
-  const c = all[who];
-  if (!c?.user || !c?.pass) throw new ConfigError(`${file} has no ${who} credentials`, 'nats-credentials', file);
-  return c;
 }
