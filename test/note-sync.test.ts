@@ -220,6 +220,10 @@ test.serial('three servers converge on one notebook: through a dead member, a cu
   t.is(probe.canonicalHash(), before, 'a server starting after the restart loads the same notebook');
   hashes = await settle([...syncs, probe]);
   t.deepEqual(hashes, [before, before, before, before]);
+  // Equal hashes need no new watch; each server's watch reconnects on its own schedule (backoff).
+  const liveAt = performance.now();
+  await eventually('every note sync live again', async () => syncs.every((s) => s.state === 'live'));
+  t.log(`note syncs live ${Math.round(performance.now() - liveAt)} ms after the notebooks matched`);
   t.true(syncs.every((s) => s.state === 'live'), syncs.map((s) => s.state).join());
   t.log('after the full restart:', syncs.map((s) => s.status()));
   // And they keep following new edits.
