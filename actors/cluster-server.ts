@@ -14,7 +14,7 @@ import { createServer, type Server } from 'node:http';
 import { checkRequest, errorBody, type ApiRequest, type ApiResponse } from '../src/api/protocol.ts';
 import { API_QUEUE, subjects } from '../src/nats/subjects.ts';
 import type { NodeId, ConfChange } from '../src/raft/types.ts';
-import { decodeMetaCommand, encodeMetaCommand, MetadataStateMachine, registerReducer, type MetaCommand, type MetaResult } from '../src/sm/metadata.ts';
+import { encodeMetaCommand, MetadataStateMachine, registerReducer, type MetaCommand, type MetaResult } from '../src/sm/metadata.ts';
 import { NOTEBOOK_REDUCER, notebookReducer } from '../src/notebook/reducer.ts';
 import { NodeFileSystem } from '../src/storage/fs.ts';
 import { DiskRaftStorage } from '../src/storage/raft-storage.ts';
@@ -41,6 +41,8 @@ export interface ClusterServerOptions {
   electionTimeoutMs?: { min: number; max: number };
   heartbeatIntervalMs?: number;
   snapshotEveryEntries?: number;
+  /** See ClusterConfig.commitFlushDelayMs (default 2). */
+  commitFlushDelayMs?: number;
   /** How long a write may wait for its commit before the member answers TimeoutError. */
   proposeTimeoutMs?: number;
   maxValueBytes?: number;
@@ -174,7 +176,7 @@ export class ClusterServer {
         bootstrap: o.join ? { voters: [], learners: [] } : { voters: [...o.peers], learners: [] },
         storage, stateMachine: sm, transport, clock: o.clock ?? realClock, random: Math.random, logger,
         electionTimeoutMs: o.electionTimeoutMs, heartbeatIntervalMs: o.heartbeatIntervalMs,
-        raft: { maxBytesPerMsg: RAFT_APPEND_BYTES, snapshotChunkBytes: 64 * 1024 },
+        raft: { maxBytesPerMsg: RAFT_APPEND_BYTES, snapshotChunkBytes: 64 * 1024, ...(o.commitFlushDelayMs !== undefined ? { commitFlushDelayMs: o.commitFlushDelayMs } : {}) },
         snapshotEveryEntries: o.snapshotEveryEntries ?? 10_000,
       });
       const server = new ClusterServer(o, nc, owns, node, sm, transport, counters);
@@ -295,7 +297,7 @@ export class ClusterServer {
   private handleWrite(m: Msg, cmd: Uint8Array): Promise<void> {
     const fail = (err: unknown) => this.reply(m, { ok: false, error: errorBody(err) });
     try {
-      decodeMetaCommand(cmd); // refuse garbage before it takes a log slot
+      this.sm.decodeForProposal(cmd); // refuse garbage before it takes a log slot
     } catch (err) {
       return Promise.resolve(fail(new BadRequestError((err as Error).message)));
     }
@@ -373,8 +375,7 @@ export class ClusterServer {
   }
 
   private requireLeader(): void {
-    const s = this.node.status();
-    if (s.role !== 'leader') throw new NotLeaderError(s.leader);
+    if (!this.node.isLeader) throw new NotLeaderError(this.node.state.leader);
   }
 
   private async readBarrier(consistency: 'linearizable' | 'stale'): Promise<void> {

@@ -91,6 +91,7 @@ export class RaftNode<R = unknown> {
   private electionTimerAt = Infinity;
   private heartbeatTimer: unknown = null;
   private quorumTimer: unknown = null;
+  private commitFlushTimer: unknown = null;
   private lastSnapshotIndex = 0;
   /** Term and vote as last handed to storage: a change must be durable before anything depends on it. */
   private storedTV: { term: number; vote: string | null } = { term: 0, vote: null };
@@ -165,6 +166,10 @@ export class RaftNode<R = unknown> {
       id: this.id, role: this.role, term: s.term, leader: s.leader, commitIndex: s.log.committed,
       appliedIndex: this.appliedIndex, lastIndex: lastIndex(s.log), snapshotIndex: s.log.snapshotIndex, conf: s.conf,
     };
+  }
+
+  get isLeader(): boolean {
+    return this.role === 'leader';
   }
 
   /** The live role machine (for the dashboard's state chart). */
@@ -382,6 +387,12 @@ export class RaftNode<R = unknown> {
       this.onRoleChange(role);
     }
     if (rd.resetElectionTimer) this.armElection();
+    if (rd.flushCommitAfterMs !== null && this.commitFlushTimer === null) {
+      this.commitFlushTimer = this.o.clock.setTimeout(() => {
+        this.commitFlushTimer = null;
+        this.enqueue({ type: 'FLUSH_COMMIT', now: 0 });
+      }, rd.flushCommitAfterMs);
+    }
     const every = this.o.snapshotEveryEntries ?? 10_000;
     if (this.appliedIndex - this.lastSnapshotIndex >= every) {
       this.lastSnapshotIndex = this.appliedIndex;
@@ -440,7 +451,8 @@ export class RaftNode<R = unknown> {
   private clearLeaderTimers(): void {
     if (this.heartbeatTimer !== null) this.o.clock.clearTimeout(this.heartbeatTimer);
     if (this.quorumTimer !== null) this.o.clock.clearTimeout(this.quorumTimer);
-    this.heartbeatTimer = this.quorumTimer = null;
+    if (this.commitFlushTimer !== null) this.o.clock.clearTimeout(this.commitFlushTimer);
+    this.heartbeatTimer = this.quorumTimer = this.commitFlushTimer = null;
   }
 
   private clearTimers(): void {

@@ -16,6 +16,7 @@ export type RaftEvent =
   | { type: 'ELECTION_TIMEOUT'; now: number }
   | { type: 'HEARTBEAT_TIMEOUT'; now: number }
   | { type: 'CHECK_QUORUM'; now: number }
+  | { type: 'FLUSH_COMMIT'; now: number }
   | { type: 'MSG'; msg: RaftMessage; now: number }
   | { type: 'PROPOSE'; proposals: L.Proposal[]; now: number }
   | { type: 'READ_INDEX'; ids: number[]; now: number }
@@ -88,6 +89,7 @@ export const raftMachine = setup({
     becomeCandidate: ({ context }) => E.becomeCandidate(context.raft),
     becomeLeader: ({ context }) => E.becomeLeader(context.raft),
     heartbeat: ({ context, event }) => L.broadcastHeartbeat(at(context, event)),
+    flushCommit: ({ context, event }) => L.flushCommit(at(context, event)),
     resetRecentActive: ({ context }) => L.resetRecentActive(context.raft),
     propose: ({ context, event }) => L.propose(at(context, event), (event as Extract<RaftEvent, { type: 'PROPOSE' }>).proposals),
     read: ({ context, event }) => {
@@ -151,6 +153,7 @@ export const raftMachine = setup({
       always: { guard: 'removedFromConf', target: 'follower', actions: 'stepDown' },
       on: {
         HEARTBEAT_TIMEOUT: { actions: 'heartbeat' },
+        FLUSH_COMMIT: { actions: 'flushCommit' },
         CHECK_QUORUM: [{ guard: 'quorumLost', target: 'follower', actions: 'stepDown' }, { actions: 'resetRecentActive' }],
         PROPOSE: { actions: 'propose' },
         READ_INDEX: { actions: 'read' },

@@ -2,7 +2,9 @@
  * Side-by-side A/B of two checkouts of this project on this machine: both clusters up at once,
  * the same closed-loop put (or get) load run against each in alternating short slices, so the
  * machine's changing load hits both alike. Prints JSON lines: one per slice, then a summary per
- * client count with pooled p50/p99, median slice ops/s and the median of per-round ratios b/a.
+ * client count with pooled p50/p99, median slice ops/s and the median of per-round ratios b/a, and
+ * CPU ms per operation (from /proc: members, broker, and this process's client side), the figure
+ * that moves least with the machine's load.
  *
  *   tsx scripts/bench-ab.ts --a /path/to/old-checkout [--b .] [--clients 1,16,64] [--slice 2] [--rounds 8] [--op put|get] [--b-env K=V,K=V]
  *
@@ -14,6 +16,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseFlags } from '../src/config.ts';
+import { cpuMsOf } from './proc-stat.ts';
 
 const flags = parseFlags(process.argv.slice(2));
 const dirs = { a: resolve(String(flags.a ?? '.')), b: resolve(String(flags.b ?? '.')) };
@@ -27,7 +30,8 @@ const pct = (s: number[], p: number) => (s.length ? +s[Math.min(s.length - 1, Ma
 const median = (xs: number[]) => pct([...xs].sort((x, y) => x - y), 50);
 
 interface Client { put(k: string, v: unknown): Promise<unknown>; get(k: string): Promise<unknown>; status(): Promise<{ id: string; role: string; leader: string | null; rssBytes: number }[]>; close(): Promise<void> }
-interface Side { name: 'a' | 'b'; stop(): Promise<void>; clients: Client[] }
+interface Side { name: 'a' | 'b'; stop(): Promise<void>; clients: Client[]; pids(): { members: number[]; broker: number[] } }
+interface Cpu { members: number; broker: number; client: number }
 
 async function startSide(name: 'a' | 'b', root: string): Promise<Side> {
   const { startLocalCluster } = await import(join(root, 'src/local-cluster.ts'));
@@ -46,6 +50,7 @@ async function startSide(name: 'a' | 'b', root: string): Promise<Side> {
   for (let k = 0; k < 1000; k += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => clients[0]!.put(`bench/${k + j}`, value)));
   return {
     name, clients,
+    pids: () => ({ members: c.members.map((m: { pid?: number }) => m.pid ?? 0), broker: c.nats.servers.map((s: { pid: number }) => s.pid) }),
     stop: async () => {
       await Promise.all(clients.map((x) => x.close()));
       await c.stop();
@@ -54,10 +59,12 @@ async function startSide(name: 'a' | 'b', root: string): Promise<Side> {
   };
 }
 
-async function slice(side: Side, n: number): Promise<{ ops: number; lat: number[]; errors: number }> {
+async function slice(side: Side, n: number): Promise<{ ops: number; lat: number[]; errors: number; cpuPerOp: Cpu }> {
   const lat: number[] = [];
   let errors = 0;
   let i = 0;
+  const pids = side.pids();
+  const before = { members: cpuMsOf(pids.members), broker: cpuMsOf(pids.broker), client: process.cpuUsage() };
   const end = performance.now() + sliceMs;
   await Promise.all(side.clients.slice(0, n).map(async (client) => {
     while (performance.now() < end) {
@@ -72,7 +79,13 @@ async function slice(side: Side, n: number): Promise<{ ops: number; lat: number[
       }
     }
   }));
-  return { ops: lat.length, lat, errors };
+  const client = process.cpuUsage(before.client);
+  const per = (ms: number) => (lat.length ? +(ms / lat.length).toFixed(4) : NaN);
+  const cpuPerOp = {
+    members: per(cpuMsOf(pids.members) - before.members), broker: per(cpuMsOf(pids.broker) - before.broker),
+    client: per((client.user + client.system) / 1000),
+  };
+  return { ops: lat.length, lat, errors, cpuPerOp };
 }
 
 const sideA = await startSide('a', dirs.a);
@@ -88,6 +101,7 @@ try {
     const lat: Record<string, number[]> = { a: [], b: [] };
     const ops: Record<string, number[]> = { a: [], b: [] };
     const ratios: number[] = [];
+    const cpu: Record<string, Cpu[]> = { a: [], b: [] };
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 ? [...sides].reverse() : sides;
       const got: Record<string, number> = {};
@@ -96,18 +110,26 @@ try {
         lat[s.name]!.push(...x.lat);
         ops[s.name]!.push(x.ops / (sliceMs / 1000));
         got[s.name] = x.ops;
-        print({ kind: 'slice', side: s.name, clients: n, round: r, opsPerSec: x.ops / (sliceMs / 1000), p50: median(x.lat), errors: x.errors, load: +loadavg()[0]!.toFixed(2) });
+        cpu[s.name]!.push(x.cpuPerOp);
+        print({ kind: 'slice', side: s.name, clients: n, round: r, opsPerSec: x.ops / (sliceMs / 1000), p50: median(x.lat), errors: x.errors, cpuMsPerOp: x.cpuPerOp, load: +loadavg()[0]!.toFixed(2) });
       }
       ratios.push(got.b! / Math.max(1, got.a!));
     }
     const rss = async (s: Side) => Math.max(...(await s.clients[0]!.status()).map((m) => Math.round(m.rssBytes / 2 ** 20)));
     const sum = (k: 'a' | 'b') => {
       const s = [...lat[k]!].sort((x, y) => x - y);
-      return { opsPerSec: median(ops[k]!), p50: pct(s, 50), p90: pct(s, 90), p99: pct(s, 99) };
+      const c = (f: keyof Cpu) => {
+        const xs = cpu[k]!.map((x) => x[f]).sort((x, y) => x - y);
+        return +xs[xs.length >> 1]!.toFixed(4);
+      };
+      // Medians per slice (/proc counts CPU in 10 ms ticks: a 2 s slice resolves about 1%).
+      const cpuMsPerOp = { members: c('members'), broker: c('broker'), client: c('client'), total: +(c('members') + c('broker') + c('client')).toFixed(4) };
+      return { opsPerSec: median(ops[k]!), p50: pct(s, 50), p90: pct(s, 90), p99: pct(s, 99), cpuMsPerOp };
     };
     print({
       kind: 'summary', op, clients: n, rounds, sliceMs, a: { ...sum('a'), maxRssMB: await rss(sides[0]!) }, b: { ...sum('b'), maxRssMB: await rss(sides[1]!) },
       opsRatioBA: median(ratios), p50RatioBA: +(sum('b').p50 / sum('a').p50).toFixed(2),
+      cpuPerOpRatioBA: +(sum('b').cpuMsPerOp.total / sum('a').cpuMsPerOp.total).toFixed(3),
     });
   }
 } finally {

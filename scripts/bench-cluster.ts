@@ -39,12 +39,20 @@ async function waitLeader(client: ClusterClient, members = 3): Promise<string> {
   }
 }
 
+/** Sum of a counter over all its label sets (keys are `name` or `name{labels}`). */
+function sumCounter(counters: Record<string, number>, name: string): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(counters)) if (k === name || k.startsWith(`${name}{`)) n += v;
+  return n;
+}
+
 async function walTotals(client: ClusterClient) {
   const all = await client.status();
   return {
     fsyncs: all.reduce((n, s) => n + s.fsyncMs.count, 0),
     fsyncMs: all.reduce((n, s) => n + s.fsyncMs.sum, 0),
     entries: all.reduce((n, s) => n + (s.counters['wal_entries_synced_total'] ?? 0), 0),
+    raftMessages: all.reduce((n, s) => n + sumCounter(s.counters, 'raft_messages_sent_total'), 0),
   };
 }
 
@@ -83,6 +91,8 @@ async function run(c: LocalCluster, clients: ClusterClient[], n: number) {
     // Group commit through the whole Raft path: entries made durable per WAL fdatasync, all members.
     entriesPerFsync: fsyncs ? +((walAfter.entries - walBefore.entries) / fsyncs).toFixed(1) : null,
     fsyncMsMean: fsyncs ? +((walAfter.fsyncMs - walBefore.fsyncMs) / fsyncs).toFixed(2) : null,
+    // Raft messages all members sent per acknowledged operation (heartbeats included).
+    raftMessagesPerOp: lat.length ? +((walAfter.raftMessages - walBefore.raftMessages) / lat.length).toFixed(2) : null,
     members: c.members.length,
   };
 }

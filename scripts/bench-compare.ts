@@ -45,6 +45,7 @@ import { ClusterClient } from '../src/client.ts';
 import { parseFlags } from '../src/config.ts';
 import { startLocalCluster, type LocalCluster } from '../src/local-cluster.ts';
 import { freePorts } from '../src/nats/broker.ts';
+import { procStat } from './proc-stat.ts';
 
 // ---- settings ------------------------------------------------------------------------------------
 
@@ -83,20 +84,6 @@ function median(xs: number[]): number {
 
 const round2 = (x: number) => +x.toFixed(2);
 
-/** VmRSS and utime+stime (ms) of a process, from /proc; null once it is gone. */
-function procStat(pid: number): { rss: number; cpuMs: number } | null {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(rest[11]) + Number(rest[12]); // utime, stime (fields 14, 15)
-    return { rss: rssKb * 1024, cpuMs: (ticks * 1000) / CLK_TCK };
-  } catch {
-    return null;
-  }
-}
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 function which(bin: string): string | null {
   const r = spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' });

@@ -36,6 +36,11 @@ export interface ClusterConfig {
   metricsPort?: number;
   /** Snapshot the metadata center and compact the log every this many applied entries (default 10000). */
   snapshotEveryEntries: number;
+  /**
+   * Leader: how long a commit-index advance with no new entries to carry it waits for the next
+   * append before a commit-only append takes it to the followers; 0 sends it at once (default 2).
+   */
+  commitFlushDelayMs: number;
   logLevel: LogLevel;
   /** Non-fatal findings worth logging at startup. */
   warnings: string[];
@@ -433,18 +438,20 @@ function nonEmpty(raw: string, at: At): string {
   return raw;
 }
 
-function checkInt(n: number, at: At, max: number): number {
-  if (!Number.isInteger(n) || n < 1) bad(at, `must be a positive integer, got ${n}`);
+function checkInt(n: number, at: At, max: number, min = 1): number {
+  if (!Number.isInteger(n) || n < min) bad(at, `must be ${min === 0 ? 'a non-negative' : 'a positive'} integer, got ${n}`);
   if (n > max) bad(at, `must be at most ${max}, got ${n}`);
   return n;
 }
 
-function intFromString(raw: string, at: At, max: number): number {
+function intFromString(raw: string, at: At, max: number, min = 1): number {
   const s = raw.trim();
   // Strict: "3s", "3e3" or "1.5" are mistakes to report, not numbers to guess at.
-  if (!/^[0-9]+$/.test(s)) bad(at, `must be a positive integer, got '${raw}'`);
-  return checkInt(Number(s), at, max);
+  if (!/^[0-9]+$/.test(s)) bad(at, `must be ${min === 0 ? 'a non-negative' : 'a positive'} integer, got '${raw}'`);
+  return checkInt(Number(s), at, max, min);
 }
+
+const MAX_COMMIT_FLUSH_DELAY_MS = 1000;
 
 const timerMs = (raw: string, at: At): number => intFromString(raw, at, MAX_TIMER_MS);
 const port = (raw: string, at: At): number => intFromString(raw, at, 65535);
@@ -484,6 +491,7 @@ const FROM_STRING: { [F in Field]: (raw: string, at: At) => Value<F> } = {
   dashboardPort: port,
   metricsPort: port,
   snapshotEveryEntries: timerMs,
+  commitFlushDelayMs: (raw, at) => intFromString(raw, at, MAX_COMMIT_FLUSH_DELAY_MS, 0),
   logLevel,
 };
 
@@ -551,6 +559,7 @@ const JSON_TYPES: { [F in Field]: 'string' | 'string[]' | 'integer' | 'range' } 
   dashboardPort: 'integer',
   metricsPort: 'integer',
   snapshotEveryEntries: 'integer',
+  commitFlushDelayMs: 'integer',
   logLevel: 'string',
 };
 
@@ -578,7 +587,8 @@ function jsonLayer(text: string, path: string): Layer {
       value = FROM_STRING[field](v as string, at);
     } else if (type === 'integer') {
       if (typeof v !== 'number') wrong();
-      value = checkInt(v as number, at, field === 'dashboardPort' || field === 'metricsPort' ? 65535 : MAX_TIMER_MS);
+      if (field === 'commitFlushDelayMs') value = checkInt(v as number, at, MAX_COMMIT_FLUSH_DELAY_MS, 0);
+      else value = checkInt(v as number, at, field === 'dashboardPort' || field === 'metricsPort' ? 65535 : MAX_TIMER_MS);
     } else if (type === 'string[]') {
       if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) wrong();
       // Reuse the list parser so arrays and comma lists obey the same rules (trim, skip empty, no duplicates).
@@ -615,6 +625,7 @@ const ENV_VARS: Record<string, Field> = {
   SUBMARINE_DASHBOARD_PORT: 'dashboardPort',
   SUBMARINE_METRICS_PORT: 'metricsPort',
   SUBMARINE_SNAPSHOT_EVERY: 'snapshotEveryEntries',
+  SUBMARINE_COMMIT_FLUSH_DELAY_MS: 'commitFlushDelayMs',
   SUBMARINE_LOG_LEVEL: 'logLevel',
 };
 
@@ -633,6 +644,7 @@ const FLAGS: Record<string, Field> = {
   'dashboard-port': 'dashboardPort',
   'metrics-port': 'metricsPort',
   'snapshot-every': 'snapshotEveryEntries',
+  'commit-flush-delay': 'commitFlushDelayMs',
   'log-level': 'logLevel',
 };
 const FILE_FLAGS = ['config', 'site-xml'];
@@ -693,6 +705,7 @@ const DEFAULTS = {
   electionTimeoutMs: { min: 150, max: 300 },
   heartbeatTickMs: 50,
   snapshotEveryEntries: 10_000,
+  commitFlushDelayMs: 2,
   logLevel: 'info' as LogLevel,
 };
 type Defaulted = keyof typeof DEFAULTS;
@@ -757,6 +770,7 @@ function resolveConfig(layers: Layer[], joining = false): ClusterConfig {
     electionTimeoutMs: { min, max },
     heartbeatTickMs: tick.value,
     snapshotEveryEntries: get('snapshotEveryEntries').value,
+    commitFlushDelayMs: get('commitFlushDelayMs').value,
     logLevel: get('logLevel').value,
     warnings,
   };

@@ -20,7 +20,7 @@ export async function runNode(args: string[]): Promise<number> {
     id: cfg.id, peers: cfg.peers, join, cluster: cfg.cluster, nats: cfg.nats,
     natsUser: cfg.natsUser ?? creds?.user, natsPass: cfg.natsPass ?? creds?.pass,
     dataDir: cfg.dataDir, logger, allowFaultInjection, electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatTickMs,
-    snapshotEveryEntries: cfg.snapshotEveryEntries, metricsPort: cfg.metricsPort,
+    snapshotEveryEntries: cfg.snapshotEveryEntries, commitFlushDelayMs: cfg.commitFlushDelayMs, metricsPort: cfg.metricsPort,
     monitor: { heartbeatIntervalMs: cfg.heartbeatIntervalMs, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, offlineRetentionMs },
   });
   await new Promise<void>((resolve) => {

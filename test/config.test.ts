@@ -198,6 +198,7 @@ test('loadConfig: conf/submarine-site.xml under cwd gives peers, server addresse
     electionTimeoutMs: { min: 150, max: 300 },
     heartbeatTickMs: 50,
     snapshotEveryEntries: 10_000,
+    commitFlushDelayMs: 2,
     logLevel: 'info',
     warnings: [],
   });
@@ -206,6 +207,11 @@ test('loadConfig: conf/submarine-site.xml under cwd gives peers, server addresse
   t.is(tuned.snapshotEveryEntries, 50);
   t.is(tuned.metricsPort, 9100);
   t.throws(() => load({ cwd, argv: ['--metrics-port', '70000'] }), { message: /metrics-port/ });
+  // The commit flush delay may be 0 (commit-only appends at once), unlike the timers.
+  t.is(load({ cwd, argv: ['--commit-flush-delay', '0'] }).commitFlushDelayMs, 0);
+  t.is(load({ cwd, argv: [], env: { SUBMARINE_COMMIT_FLUSH_DELAY_MS: '5' } }).commitFlushDelayMs, 5);
+  t.throws(() => load({ cwd, argv: ['--commit-flush-delay', '-1'] }), { message: /commit-flush-delay.*non-negative integer/ });
+  t.throws(() => load({ cwd, argv: ['--commit-flush-delay', '5000'] }), { message: /at most 1000/ });
   // No site file at all is fine, as long as peers come from somewhere.
   t.deepEqual(load({ cwd: sandbox(t), argv: ['--peers', 'solo'] }).peers, ['solo']);
 });

@@ -5,7 +5,8 @@ import { raftMachine } from '../machines/raft.ts';
 import { appendEntries, appendFromLeader, isUpToDate, lastIndex, newLog, termAt } from '../src/raft/log.ts';
 import { quorumIndex } from '../src/raft/quorum.ts';
 import { takeReady } from '../src/raft/ready.ts';
-import { createRaftState } from '../src/raft/state.ts';
+import { createRaftState, type Ready } from '../src/raft/state.ts';
+import type { AppendRequest } from '../src/raft/messages.ts';
 import { encodeConfEntry, latestConfIn } from '../src/raft/conf.ts';
 import { handleAppend } from '../src/raft/follower.ts';
 import { EntryType, type Entry } from '../src/raft/types.ts';
@@ -108,4 +109,61 @@ test('a follower scanning only appended entries for configuration changes ends w
       t.is(s.confIndex, full?.index ?? 0);
     }
   }), { numRuns: 300 });
+});
+
+/** n1 elected leader of three voters (term 1), its no-op (index 1) acknowledged by n2 and committed. */
+function threeVoterLeader(commitFlushDelayMs: number) {
+  const raft = createRaftState({
+    id: 'n1', cfg: { commitFlushDelayMs }, bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] },
+    hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [],
+  });
+  const actor = createActor(raftMachine, { input: { raft } }).start();
+  const msg = (m: Record<string, unknown>, now: number) => actor.send({ type: 'MSG', now, msg: { from: 'n2', to: 'n1', ...m } as never });
+  actor.send({ type: 'ELECTION_TIMEOUT', now: 1000 });
+  msg({ type: 'voteResp', term: 1, pre: true, granted: true }, 1001);
+  msg({ type: 'voteResp', term: 1, pre: false, granted: true }, 1002);
+  assertLeader(actor.getSnapshot().value);
+  takeReady(raft);
+  const ack = (matchIndex: number, now: number) =>
+    msg({ type: 'appendResp', term: 1, success: true, matchIndex, conflictIndex: 0, conflictTerm: 0, round: 0 }, now);
+  return { raft, actor, ack };
+}
+function assertLeader(role: unknown): void {
+  if (role !== 'leader') throw new Error(`expected leader, got ${String(role)}`);
+}
+const appendsTo = (rd: Ready, to: string) => rd.messages.filter((m): m is AppendRequest => m.type === 'append' && m.to === to);
+
+test('a commit advance with nothing new to send waits for FLUSH_COMMIT; an append in between carries it instead', (t) => {
+  const { raft, actor, ack } = threeVoterLeader(2);
+  ack(1, 1010);
+  let rd = takeReady(raft);
+  t.is(raft.log.committed, 1);
+  t.deepEqual(appendsTo(rd, 'n2'), [], 'no commit-only append at once');
+  t.is(rd.flushCommitAfterMs, 2);
+  actor.send({ type: 'FLUSH_COMMIT', now: 1012 });
+  rd = takeReady(raft);
+  t.like(appendsTo(rd, 'n2')[0], { entries: [], commit: 1 });
+  t.is(rd.flushCommitAfterMs, null);
+  // A second write: acknowledged, committed; the next proposal's append carries the commit first.
+  actor.send({ type: 'PROPOSE', now: 1020, proposals: [{ id: 1, data: new Uint8Array([7]) }] });
+  takeReady(raft);
+  ack(2, 1021);
+  rd = takeReady(raft);
+  t.is(raft.log.committed, 2);
+  t.is(rd.flushCommitAfterMs, 2);
+  actor.send({ type: 'PROPOSE', now: 1022, proposals: [{ id: 2, data: new Uint8Array([8]) }] });
+  rd = takeReady(raft);
+  t.like(appendsTo(rd, 'n2')[0], { commit: 2 });
+  t.is(appendsTo(rd, 'n2')[0]!.entries.length, 1);
+  actor.send({ type: 'FLUSH_COMMIT', now: 1023 });
+  rd = takeReady(raft);
+  t.deepEqual(appendsTo(rd, 'n2'), [], 'the append already told n2');
+});
+
+test('commitFlushDelayMs 0 sends the commit-only append in the same step', (t) => {
+  const { raft, ack } = threeVoterLeader(0);
+  ack(1, 1010);
+  const rd = takeReady(raft);
+  t.like(appendsTo(rd, 'n2')[0], { entries: [], commit: 1 });
+  t.is(rd.flushCommitAfterMs, null);
 });

@@ -34,7 +34,7 @@ async function caughtSeeds(unsafe: Unsafe, opts: { from: number; to: number; wan
 // ---- grantSecondVote: election safety ----
 
 test.serial('secondVote: random seeds (membership changes) catch two leaders / a leader without a majority', async (t) => {
-  // Measured: seeds 14, 20 of 1..20 with --membership; 20, 52 of 1..100 without.
+  // Measured: seeds 14, 20 of 1..20 with --membership (before the commit flush timer).
   const { caught, cleanFailures } = await caughtSeeds({ grantSecondVote: true }, { from: 1, to: 300, want: 2, membership: true });
   t.log(caught.map((c) => `seed ${c.seed}: ${c.error}`).join('\n'));
   t.is(caught.length, 2);
@@ -43,7 +43,8 @@ test.serial('secondVote: random seeds (membership changes) catch two leaders / a
 });
 
 test.serial('secondVote: known seeds of the plain schedule', async (t) => {
-  for (const seed of [20, 52]) {
+  // Measured: seeds 52, 256, 262 of 1..300 (the schedule depends on every timer the nodes arm).
+  for (const seed of [52, 256]) {
     const bad = await runSimulation({ seed, raft: { unsafe: { grantSecondVote: true } } });
     t.true(safetyViolation(bad), `seed ${seed}: ${bad.error ?? 'no violation'}`);
     t.regex(bad.error ?? '', /election/);

@@ -71,6 +71,7 @@ export function becomeLeader(s: RaftState): void {
   s.progress.clear();
   s.leadTransferee = null;
   s.round = 0;
+  s.commitFlushPending = false;
   syncProgress(s);
   for (const pr of s.progress.values()) pr.recentActive = true;
   // A no-op of the new term lets the leader commit (and learn the commit index) at once (§8).

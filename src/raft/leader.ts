@@ -71,6 +71,7 @@ export function sendAppend(s: RaftState, pr: Progress, allowEmpty: boolean): voi
     type: 'append', from: s.id, to: pr.id, term: s.term, prevLogIndex: prev, prevLogTerm: prevTerm,
     entries, commit: s.log.committed, round: s.round,
   });
+  pr.commitSent = s.log.committed;
   sentEntries(pr, prev + entries.length, entries.length);
 }
 
@@ -118,11 +119,16 @@ export function broadcastHeartbeat(s: RaftState): void {
 /** An append with no entries anchored at the known match: proves leadership, carries commit. */
 function sendEmptyAppend(s: RaftState, pr: Progress): void {
   const prev = termAt(s.log, pr.match) === undefined ? 0 : pr.match;
+  const commit = Math.min(s.log.committed, prev);
   send(s, {
     type: 'append', from: s.id, to: pr.id, term: s.term, prevLogIndex: prev, prevLogTerm: termAt(s.log, prev) ?? 0,
-    entries: [], commit: Math.min(s.log.committed, prev), round: s.round,
+    entries: [], commit, round: s.round,
   });
+  pr.commitSent = Math.max(pr.commitSent, commit);
 }
+
+/** What a commit-only append could tell this follower now: its match, capped by the commit index. */
+const commitToTell = (s: RaftState, pr: Progress): number => Math.min(s.log.committed, pr.match);
 
 export function maybeCommit(s: RaftState): void {
   const q = quorumIndex(s.conf.voters, (id) => (id === s.id ? stableLastIndex(s.log) : s.progress.get(id)?.match ?? 0));
@@ -196,14 +202,29 @@ export function handleSnapshotResponse(s: RaftState, m: SnapshotResponse): void 
 export function flushLeader(s: RaftState): void {
   if (s.readRoundPending) broadcastHeartbeat(s);
   if (!s.needBroadcast && !s.commitBroadcast) return;
+  const delay = s.cfg.commitFlushDelayMs;
+  const wasPending = s.commitFlushPending;
   for (const pr of s.progress.values()) {
     const before = s.out.messages.length;
     sendAppend(s, pr, false);
-    // Nothing new to send but the commit index moved: tell the follower so it can apply.
-    if (s.out.messages.length === before && s.commitBroadcast && pr.state === 'replicate') sendEmptyAppend(s, pr);
+    // Nothing new to send but the commit index moved: tell the follower so it can apply — at once,
+    // or after a short wait in which the next batch's append usually carries it (flushCommit).
+    if (s.out.messages.length === before && s.commitBroadcast && pr.state === 'replicate' && pr.commitSent < commitToTell(s, pr)) {
+      if (delay > 0) s.commitFlushPending = true;
+      else sendEmptyAppend(s, pr);
+    }
   }
   s.needBroadcast = false;
   s.commitBroadcast = false;
+  if (s.commitFlushPending && !wasPending) s.out.flushCommitAfterMs = delay;
+}
+
+/** FLUSH_COMMIT: tell every follower the commit index that no append has carried to it yet. */
+export function flushCommit(s: RaftState): void {
+  s.commitFlushPending = false;
+  for (const pr of s.progress.values()) {
+    if (pr.state === 'replicate' && pr.commitSent < commitToTell(s, pr)) sendEmptyAppend(s, pr);
+  }
 }
 
 export function registerRead(s: RaftState, id: number): void {

@@ -23,6 +23,8 @@ export interface Progress {
   snapshotOffset: number;
   /** Heartbeats since this follower last made progress while behind (loss detection). */
   stalledTicks: number;
+  /** Highest commit index carried by an append sent to this follower. */
+  commitSent: number;
 }
 
 export function newProgress(id: NodeId, next: number): Progress {
@@ -38,6 +40,7 @@ export function newProgress(id: NodeId, next: number): Progress {
     snapshotIndex: 0,
     snapshotOffset: 0,
     stalledTicks: 0,
+    commitSent: 0,
   };
 }
 

@@ -276,6 +276,12 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
   private readonly maxKeyBytes: number;
   private readonly maxSessions: number;
   private readonly historySize: number;
+  /**
+   * Commands decoded here before they were proposed (the leader validates every client write), by
+   * the bytes object the log entry holds: apply takes the result instead of decoding again. Used
+   * once; decoding is a pure function of the bytes, so every replica still applies the same command.
+   */
+  private readonly decoded = new WeakMap<Uint8Array, MetaCommand>();
 
   constructor(opts: MetadataOptions = {}) {
     this.maxValueBytes = opts.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
@@ -288,6 +294,13 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
     return this.rev;
   }
 
+  /** decodeMetaCommand (throws the same errors), remembering the result for the apply of these bytes. */
+  decodeForProposal(bytes: Uint8Array): MetaCommand {
+    const cmd = decodeMetaCommand(bytes);
+    this.decoded.set(bytes, cmd);
+    return cmd;
+  }
+
   apply(entry: Entry): MetaResult {
     const result = this.applyData(entry.data);
     for (const fn of [...this.appliedListeners]) notify(() => fn(entry.index, result));
@@ -296,8 +309,9 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
 
   private applyData(data: Uint8Array | null): MetaResult {
     if (!data) return finish({ ok: true }, this.rev);
-    let cmd: MetaCommand;
-    try {
+    let cmd = this.decoded.get(data);
+    if (cmd) this.decoded.delete(data);
+    else try {
       cmd = decodeMetaCommand(data);
     } catch (err) {
       // A bad command must not crash a replica; every replica returns the same error.
