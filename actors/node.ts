@@ -407,7 +407,9 @@ export class RaftNode<R = unknown> {
     return this.o.electionTimeoutMs?.min ?? 150;
   }
 
+  /** A leader has no election timer: it is armed when the node leaves that role. */
   private armElection(): void {
+    if (this.role === 'leader') return;
     const max = this.o.electionTimeoutMs?.max ?? 300;
     const now = this.o.clock.now();
     this.electionDeadline = now + this.electionMin + this.o.random() * (max - this.electionMin);
@@ -424,13 +426,17 @@ export class RaftNode<R = unknown> {
       if (this.stopped) return;
       // Tolerance: clocks with a rate may land a hair short of the deadline in floating point.
       if (clock.now() < this.electionDeadline - 0.01) return this.scheduleElection();
-      if (this.role !== 'leader') this.enqueue({ type: 'ELECTION_TIMEOUT', now: 0 });
+      this.enqueue({ type: 'ELECTION_TIMEOUT', now: 0 });
       this.armElection();
     }, delay);
   }
 
   private onRoleChange(role: Role): void {
     const { clock } = this.o;
+    if (role === 'leader' && this.electionTimer !== null) {
+      clock.clearTimeout(this.electionTimer);
+      this.electionTimer = null;
+    }
     if (role === 'leader' && this.heartbeatTimer === null) {
       const hb = this.o.heartbeatIntervalMs ?? 50;
       const beat = () => {
@@ -445,6 +451,8 @@ export class RaftNode<R = unknown> {
       this.quorumTimer = clock.setTimeout(check, this.electionMin);
     } else if (role !== 'leader') {
       this.clearLeaderTimers();
+      // Stepping down re-arms it through resetElectionTimer too; this keeps the rule local.
+      if (this.electionTimer === null) this.armElection();
     }
   }
 

@@ -88,6 +88,12 @@ async function run(c: LocalCluster, clients: ClusterClient[], n: number) {
     bench: 'cluster', workload, clients: n, seconds: +elapsed.toFixed(2), ops: lat.length, opsPerSec: Math.round(lat.length / elapsed),
     p50: pct(lat, 50), p90: pct(lat, 90), p99: pct(lat, 99), max: pct(lat, 100), errors,
     rssMB: Object.fromEntries(status.map((s) => [s.id, Math.round(s.rssBytes / 2 ** 20)])),
+    // Where the largest member's memory is: V8 heap used / allocated, off-heap (MB).
+    memMB: (() => {
+      const m = status.reduce((x, y) => (y.rssBytes > x.rssBytes ? y : x));
+      const mb = (b: number) => Math.round(b / 2 ** 20);
+      return { id: m.id, role: m.role, rss: mb(m.rssBytes), heapUsed: mb(m.memory.heapUsed), heapTotal: mb(m.memory.heapTotal), external: mb(m.memory.external), arrayBuffers: mb(m.memory.arrayBuffers) };
+    })(),
     // Group commit through the whole Raft path: entries made durable per WAL fdatasync, all members.
     entriesPerFsync: fsyncs ? +((walAfter.entries - walBefore.entries) / fsyncs).toFixed(1) : null,
     fsyncMsMean: fsyncs ? +((walAfter.fsyncMs - walBefore.fsyncMs) / fsyncs).toFixed(2) : null,
