@@ -264,10 +264,18 @@ export class ClusterServer {
     this.subs.push(this.nc.subscribe(subjects.apiAny(this.cluster), { queue: API_QUEUE, callback: handler }));
   }
 
-  private async handle(m: Msg): Promise<void> {
+  /**
+   * Only the reply subject is kept while a request is in flight, not the message: its payload is a
+   * view of the connection's read buffer, which would otherwise stay alive until the answer.
+   */
+  private handle(m: Msg): Promise<void> {
+    return this.handleRequest(m.data, m.reply);
+  }
+
+  private async handleRequest(data: Uint8Array, to: string | undefined): Promise<void> {
     let req: ApiRequest;
     try {
-      const env = decodeEnvelope(m.data, { cluster: this.cluster, maxBytes: MAX_API_REQUEST_BYTES });
+      const env = decodeEnvelope(data, { cluster: this.cluster, maxBytes: MAX_API_REQUEST_BYTES });
       if (env.kind !== 'req') throw new DecodeError('unknownType', `unknown envelope kind ${JSON.stringify(env.kind)}`);
       const problem = checkRequest(env.body);
       if (problem) throw new DecodeError('badShape', problem);
@@ -276,17 +284,17 @@ export class ClusterServer {
       const reason = err instanceof DecodeError ? err.reason : 'malformed';
       this.counters.inc('api_requests_rejected_total', { reason });
       if (this.limiter.check(reason) >= 0) this.log.warn({ node: this.id, reason, err: (err as Error).message }, 'rejected api request');
-      return this.reply(m, { ok: false, error: errorBody(new BadRequestError((err as Error).message)) });
+      return this.reply(to, { ok: false, error: errorBody(new BadRequestError((err as Error).message)) });
     }
     this.counters.inc('api_requests_total', { op: req.op });
-    if (req.op === 'write') return this.handleWrite(m, req.cmd);
+    if (req.op === 'write') return this.handleWrite(to, req.cmd);
     let res: ApiResponse;
     try {
       res = { ok: true, ...(await this.dispatch(req)) };
     } catch (err) {
       res = { ok: false, error: errorBody(err) };
     }
-    this.reply(m, res);
+    this.reply(to, res);
   }
 
   /**
@@ -294,8 +302,8 @@ export class ClusterServer {
    * it leaves in the same socket write as the Raft messages of that step (the node sends those
    * after applying) instead of one write later, behind them.
    */
-  private handleWrite(m: Msg, cmd: Uint8Array): Promise<void> {
-    const fail = (err: unknown) => this.reply(m, { ok: false, error: errorBody(err) });
+  private handleWrite(to: string | undefined, cmd: Uint8Array): Promise<void> {
+    const fail = (err: unknown) => this.reply(to, { ok: false, error: errorBody(err) });
     try {
       this.sm.decodeForProposal(cmd); // refuse garbage before it takes a log slot
     } catch (err) {
@@ -318,7 +326,7 @@ export class ClusterServer {
       ({ index, result }) => {
         if (done) return;
         clearTimeout(timer);
-        this.reply(m, { ok: true, index, result });
+        this.reply(to, { ok: true, index, result });
       },
       (err) => {
         if (done) return;
@@ -328,10 +336,10 @@ export class ClusterServer {
     );
   }
 
-  private reply(m: Msg, res: ApiResponse): void {
-    if (!m.reply) return;
+  private reply(to: string | undefined, res: ApiResponse): void {
+    if (!to) return;
     try {
-      m.respond(encodeEnvelope(this.cluster, 'res', res));
+      this.nc.publish(to, encodeEnvelope(this.cluster, 'res', res));
     } catch {
       // Connection gone: the client times out and retries.
     }
