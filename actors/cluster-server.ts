@@ -8,10 +8,10 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { decodeEnvelope, DecodeError, encodeEnvelope } from '../src/codec.ts';
-import { BadRequestError, NoQuorumError, NotLeaderError, TimeoutError } from '../src/errors.ts';
+import { BadRequestError, NoQuorumError, NotLeaderError, ReplyTooLargeError, TimeoutError } from '../src/errors.ts';
 import { Counters, FSYNC_MS_BUCKETS, Histogram, RateLimitedLog } from '../src/metrics.ts';
 import { createServer, type Server } from 'node:http';
-import { checkRequest, errorBody, type ApiRequest, type ApiResponse } from '../src/api/protocol.ts';
+import { checkRequest, errorBody, MAX_LIST_LIMIT, type ApiRequest, type ApiResponse } from '../src/api/protocol.ts';
 import { API_QUEUE, subjects } from '../src/nats/subjects.ts';
 import type { NodeId, ConfChange } from '../src/raft/types.ts';
 import { encodeMetaCommand, MetadataStateMachine, registerReducer, type MetaCommand, type MetaResult } from '../src/sm/metadata.ts';
@@ -69,6 +69,11 @@ export const RAFT_APPEND_BYTES = 128 * 1024;
 export const DEFAULT_MAX_VALUE_BYTES = 256 * 1024;
 export const MAX_RAFT_MESSAGE_BYTES = 512 * 1024;
 export const MAX_API_REQUEST_BYTES = 512 * 1024;
+/**
+ * Encoded key-values per list page: the reply must fit the broker's 1 MB max_payload (a single
+ * key-value, value limit 256 KiB, always does); longer listings are paged.
+ */
+const LIST_PAGE_BYTES = 512 * 1024;
 
 /** Where a member's memory is (bytes): V8 heap used/total and off-heap buffers. */
 function memoryBreakdown(): { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number } {
@@ -338,8 +343,18 @@ export class ClusterServer {
 
   private reply(to: string | undefined, res: ApiResponse): void {
     if (!to) return;
+    const bytes = encodeEnvelope(this.cluster, 'res', res);
+    // The broker's max_payload, less room for the subject: it would refuse a larger reply and the
+    // client would only see a timeout; say why instead.
+    const max = (this.nc.info?.max_payload ?? 1 << 20) - 4096;
+    if (bytes.byteLength > max) {
+      this.counters.inc('api_replies_too_large_total');
+      const applied = res.ok && typeof res.index === 'number' ? ` (the write was applied at log index ${res.index}: read the key for its outcome)` : '';
+      const message = `reply of ${bytes.byteLength} bytes is over the ${max}-byte limit of one message${applied}`;
+      return this.reply(to, { ok: false, error: errorBody(new ReplyTooLargeError(message)) });
+    }
     try {
-      this.nc.publish(to, encodeEnvelope(this.cluster, 'res', res));
+      this.nc.publish(to, bytes);
     } catch {
       // Connection gone: the client times out and retries.
     }
@@ -353,7 +368,8 @@ export class ClusterServer {
       }
       case 'list': {
         await this.readBarrier(req.consistency);
-        return { revision: this.sm.revision, kvs: this.sm.list(req.prefix), member: this.id };
+        const page = this.sm.listPage(req.prefix, { after: req.after, limit: req.limit ?? MAX_LIST_LIMIT, maxBytes: LIST_PAGE_BYTES });
+        return { revision: this.sm.revision, ...page, member: this.id };
       }
       case 'status':
         return { status: this.status() };

@@ -18,7 +18,7 @@ import { ConfigError, natsCredentials, parseFlags } from './config.ts';
 
 const USAGE = `usage: submarine-cluster <command> [flags]
   node --id ID --peers ID,ID,ID --nats URL[,URL] --data-dir DIR [--cluster NAME] [--join] [--allow-fault-injection]
-  kv put KEY VALUE | kv get KEY [--stale] | kv del KEY | kv ls [PREFIX] [--stale] | kv watch [PREFIX]
+  kv put KEY VALUE | kv get KEY [--stale] | kv del KEY | kv ls [PREFIX] [--stale] [--limit N] [--after KEY] | kv watch [PREFIX]
   status [--member ID]
   members add ID | members remove ID | members transfer-leader ID
   sim [--seed N]
@@ -94,8 +94,14 @@ async function runClientCommand(cmd: string, argv: string[]): Promise<number> {
         return 0;
       }
       case 'kv ls': {
-        const r = await client.list(a ?? '', { consistency });
-        out(r, r.kvs.map((kv) => `${kv.key}\t${typeof kv.value === 'string' ? kv.value : JSON.stringify(kv.value)}`).join('\n'));
+        const limit = flags.limit === undefined ? undefined : /^[0-9]+$/.test(String(flags.limit)) ? Number(flags.limit) : NaN;
+        if (limit !== undefined && !(limit >= 1)) throw new UsageError(`--limit must be a positive integer, got '${String(flags.limit)}'`);
+        if (flags.after !== undefined && typeof flags.after !== 'string') throw new UsageError('--after needs a KEY');
+        const after = flags.after as string | undefined;
+        const r = await client.list(a ?? '', { consistency, limit, after });
+        const lines = r.kvs.map((kv) => `${kv.key}\t${typeof kv.value === 'string' ? kv.value : JSON.stringify(kv.value)}`);
+        if (r.more) lines.push(`# more keys: --after ${JSON.stringify(r.kvs.at(-1)?.key ?? after ?? '')}`);
+        out(r, lines.join('\n'));
         return 0;
       }
       case 'kv watch': {

@@ -12,7 +12,7 @@ import { Outbox } from '../actors/outbox.ts';
 import type { NodeStatus } from '../actors/node.ts';
 import type { WatchPush } from '../actors/watch-hub.ts';
 import { decodeEnvelope, encodeEnvelope } from './codec.ts';
-import { BadRequestError, CompactedError, MetaError, NoQuorumError, NotLeaderError, TimeoutError } from './errors.ts';
+import { BadRequestError, CompactedError, MetaError, NoQuorumError, NotLeaderError, ReplyTooLargeError, TimeoutError } from './errors.ts';
 import type { ApiErrorBody, ApiRequest, Consistency } from './api/protocol.ts';
 import { subjects } from './nats/subjects.ts';
 import type { ConfChange, NodeId } from './raft/types.ts';
@@ -157,8 +157,27 @@ export class ClusterClient {
     return (await this.read({ op: 'get', key, consistency: o.consistency ?? 'linearizable' })) as never;
   }
 
-  async list(prefix: string, o: { consistency?: Consistency } = {}): Promise<{ kvs: KeyValue[]; revision: number; member: NodeId }> {
-    return (await this.read({ op: 'list', prefix, consistency: o.consistency ?? 'linearizable' })) as never;
+  /**
+   * Keys under `prefix`, sorted. With `limit` or `after`: one page (`more` says whether keys remain;
+   * pass the last key as `after` for the next). Without: every key, fetched page by page when the
+   * listing is larger than one reply may carry (512 KiB). Each page is read at its own revision, so a
+   * paged listing is not one snapshot; `revision` is then the first page's, and a watch started from
+   * it replays whatever changed while the pages were read.
+   */
+  async list(prefix: string, o: { consistency?: Consistency; limit?: number; after?: string } = {}): Promise<{ kvs: KeyValue[]; revision: number; member: NodeId; more: boolean }> {
+    const consistency = o.consistency ?? 'linearizable';
+    const page = async (after: string | undefined, limit: number | undefined) => {
+      const r = (await this.read({ op: 'list', prefix, consistency, ...(limit !== undefined ? { limit } : {}), ...(after !== undefined ? { after } : {}) })) as { kvs: KeyValue[]; revision: number; member: NodeId; more?: boolean };
+      return { ...r, more: r.more === true };
+    };
+    if (o.limit !== undefined || o.after !== undefined) return page(o.after, o.limit);
+    const first = await page(undefined, undefined);
+    const kvs = [...first.kvs];
+    for (let last = first; last.more && last.kvs.length; ) {
+      last = await page(last.kvs[last.kvs.length - 1]!.key, undefined);
+      kvs.push(...last.kvs);
+    }
+    return { kvs, revision: first.revision, member: first.member, more: false };
   }
 
   async leaseGrant(ttlMs: number): Promise<number> {
@@ -472,6 +491,8 @@ function toError(b: ApiErrorBody): Error {
       return new MetaError(b.code ?? 'unknown', b.message, b.revision);
     case 'BadRequestError':
       return new BadRequestError(b.message);
+    case 'ReplyTooLargeError':
+      return new ReplyTooLargeError(b.message);
     default:
       return Object.assign(new Error(b.message), { name: b.name });
   }

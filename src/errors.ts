@@ -58,3 +58,11 @@ export class CompactedError extends Error {
 export class BadRequestError extends Error {
   override name = 'BadRequestError';
 }
+
+/**
+ * The answer would not fit in one broker message (max_payload). A write was still applied: the
+ * message says at which log index; read the key for its outcome.
+ */
+export class ReplyTooLargeError extends Error {
+  override name = 'ReplyTooLargeError';
+}

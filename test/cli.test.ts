@@ -40,6 +40,15 @@ test.serial('kv, status and members commands; a fourth member from a site XML jo
   t.is(missing.code, 1);
   const ls = await cli(['kv', 'ls', 'gre', ...common, '--json', '--stale']);
   t.deepEqual(JSON.parse(ls.stdout).kvs.map((kv: { key: string }) => kv.key), ['greeting']);
+  await cli(['kv', 'put', 'greet2', 'hi', ...common]);
+  const page = await cli(['kv', 'ls', 'gre', '--limit', '1', ...common]);
+  t.is(page.code, 0, page.stderr);
+  t.deepEqual(page.stdout.trim().split('\n'), ['greet2\thi', '# more keys: --after "greet2"']);
+  const next = await cli(['kv', 'ls', 'gre', '--limit', '1', '--after', 'greet2', ...common]);
+  t.is(next.stdout.trim(), 'greeting\thello');
+  const badLimit = await cli(['kv', 'ls', 'gre', '--limit', 'ten', ...common]);
+  t.is(badLimit.code, 2);
+  t.regex(badLimit.stderr, /--limit must be a positive integer/);
   const status = await cli(['status', ...common, '--json']);
   const members = JSON.parse(status.stdout) as { id: string; role: string }[];
   t.deepEqual(members.map((m) => m.id).sort(), ['n1', 'n2', 'n3']);

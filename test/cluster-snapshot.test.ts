@@ -11,7 +11,8 @@ import { ClusterServer } from '../actors/cluster-server.ts';
 import { ClusterClient } from '../src/client.ts';
 import { startNatsCluster } from '../src/nats/broker.ts';
 import { generateCredentials } from '../src/nats/credentials.ts';
-import type { KeyValue } from '../src/sm/metadata.ts';
+import { registerReducer, type KeyValue } from '../src/sm/metadata.ts';
+import { ReplyTooLargeError } from '../src/errors.ts';
 import { connectClient, eventually, freshCluster, waitForLeader } from './helpers/local-cluster.ts';
 
 test.serial('a member down during compaction catches up by snapshot and serves the same data', async (t) => {
@@ -81,4 +82,30 @@ test.serial('a member serves /metrics with Raft gauges, counters and the fsync h
   t.true(count >= 1 && count <= 21, `fsyncs: ${count}`);
   t.regex(text, /^# TYPE submarine_wal_fsync_ms histogram$/m);
   t.is((await fetch(server.metricsUrl!.replace('/metrics', '/other'))).status, 404);
+});
+
+test.serial('a reply over the broker message limit is a ReplyTooLargeError naming the size (a write says it was applied), not a timeout', async (t) => {
+  registerReducer('test.grow', (_cur, action) => ({ value: 'x'.repeat((action as { n: number }).n) }));
+  const dir = await mkdtemp(join(tmpdir(), 'sc-bigreply-'));
+  const credentials = generateCredentials();
+  const nats = await startNatsCluster({ size: 1, dir: join(dir, 'nats'), credentials });
+  t.teardown(() => nats.stop());
+  const server = await ClusterServer.start({
+    id: 'solo', peers: ['solo'], nats: nats.urls, natsUser: credentials.member.user, natsPass: credentials.member.pass,
+    dataDir: join(dir, 'data'), monitor: false, maxValueBytes: 4 << 20,
+  });
+  t.teardown(() => server.stop());
+  const client = await ClusterClient.connect({ nats: nats.urls, user: credentials.client.user, pass: credentials.client.pass, quorumWaitMs: 5000 });
+  t.teardown(() => client.close());
+  await eventually('leader', async () => server.isLeader());
+  // A small command whose outcome (the new value, returned with the write) is 1.5 MB.
+  const err = await t.throwsAsync(() => client.write({ op: 'reduce', reducer: 'test.grow', key: 'huge', action: { n: 1_500_000 } }));
+  t.is(err?.name, 'ReplyTooLargeError');
+  t.regex(err!.message, /reply of \d+ bytes is over the \d+-byte limit of one message \(the write was applied at log index \d+/);
+  const e2 = await t.throwsAsync(() => client.get('huge'));
+  t.true(e2 instanceof ReplyTooLargeError, String(e2));
+  // The member keeps serving.
+  await client.put('small', 1);
+  t.deepEqual((await client.list('small')).kvs.map((kv) => kv.value), [1]);
+  t.is((await client.status('solo'))[0]!.counters['api_replies_too_large_total'], 2);
 });

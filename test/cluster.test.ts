@@ -139,3 +139,28 @@ test.serial('outbox: writes queued while the cluster is down survive a client re
   const revs = Array.from({ length: 10 }, (_, i) => byKey.get(`o/${i}`)!.modRevision);
   t.deepEqual([...revs].sort((a, b) => a - b), revs, 'applied in queue order');
 });
+
+test.serial('list: a listing larger than one reply (1 MB broker limit) comes back whole, paged under the hood; limit/after page by hand', async (t) => {
+  const c = await freshCluster('list');
+  t.teardown(() => c.stop());
+  const client = await connectClient(c);
+  t.teardown(() => client.close());
+  await waitForLeader(client, 3);
+  const big = 'v'.repeat(200 * 1024);
+  for (let i = 0; i < 6; i++) await client.put(`big/${i}`, `${i}${big}`); // 1.2 MB of values
+  await client.put('other', 1);
+  for (const consistency of ['linearizable', 'stale'] as const) {
+    const all = await client.list('big/', { consistency });
+    t.deepEqual(all.kvs.map((kv) => kv.key), [0, 1, 2, 3, 4, 5].map((i) => `big/${i}`), consistency);
+    t.true(all.kvs.every((kv, i) => kv.value === `${i}${big}`));
+    t.false(all.more);
+  }
+  const p1 = await client.list('big/', { limit: 4 });
+  t.true(p1.more);
+  t.true(p1.kvs.length >= 1 && p1.kvs.length <= 2, `a page stays under the reply size: ${p1.kvs.length} of 200 KiB`);
+  const p2 = await client.list('big/', { limit: 4, after: p1.kvs.at(-1)!.key });
+  t.is(p2.kvs[0]!.key, `big/${p1.kvs.length}`);
+  const small = await client.list('', { limit: 1, after: 'big/5' });
+  t.deepEqual([small.kvs.map((kv) => kv.key), small.more], [['other'], false]);
+  await t.throwsAsync(() => client.list('big/', { limit: 0 }), { message: /list\.limit must be an integer/ });
+});

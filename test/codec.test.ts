@@ -1,4 +1,5 @@
 import test from 'ava';
+import { checkRequest, MAX_LIST_LIMIT } from '../src/api/protocol.ts';
 import type { ExecutionContext } from 'ava';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
@@ -637,4 +638,13 @@ test('Raft and generic envelopes are not interchangeable', (t) => {
 
 test('encodeRaftMessage rejects an unknown message type', (t) => {
   t.throws(() => encodeRaftMessage(CLUSTER, { type: 'bogus', from: 'a', to: 'b', term: 1 } as unknown as RaftMessage), { instanceOf: TypeError });
+});
+
+test('checkRequest: list paging arguments are checked', (t) => {
+  const list = (extra: object) => checkRequest({ op: 'list', prefix: 'a/', consistency: 'stale', ...extra });
+  t.is(list({}), null);
+  t.is(list({ limit: 1, after: 'a/x' }), null);
+  t.is(list({ limit: MAX_LIST_LIMIT }), null);
+  for (const limit of [0, -1, 1.5, MAX_LIST_LIMIT + 1, '10']) t.regex(list({ limit }) ?? '', /list\.limit must be an integer/);
+  t.regex(list({ after: 7 }) ?? '', /list\.after must be a string/);
 });

@@ -664,3 +664,23 @@ test('a command decoded for its proposal applies exactly as the same bytes decod
   t.deepEqual(leader.snapshot(), follower.snapshot());
   t.throws(() => leader.decodeForProposal(new Uint8Array([0xc1])), { message: /malformed command/ });
 });
+
+test('listPage: keys after `after`, at most `limit`, under `maxBytes` but never empty, and whether more remain', (t) => {
+  const sm = new MetadataStateMachine();
+  for (const k of ['p/a', 'p/b', 'p/c', 'p/d', 'q/x']) run(sm, { op: 'put', key: k, value: k === 'p/c' ? 'y'.repeat(5000) : 'v' });
+  const keys = (r: { kvs: { key: string }[] }) => r.kvs.map((kv) => kv.key);
+  const big = 1 << 20;
+  t.deepEqual(sm.listPage('p/', { limit: 10, maxBytes: big }), { kvs: sm.list('p/'), more: false });
+  let r = sm.listPage('p/', { limit: 2, maxBytes: big });
+  t.deepEqual([keys(r), r.more], [['p/a', 'p/b'], true]);
+  r = sm.listPage('p/', { after: 'p/b', limit: 2, maxBytes: big });
+  t.deepEqual([keys(r), r.more], [['p/c', 'p/d'], false]);
+  // The byte budget ends the page before the 5 kB value; a page with only that value still holds it.
+  r = sm.listPage('p/', { limit: 10, maxBytes: 1000 });
+  t.deepEqual([keys(r), r.more], [['p/a', 'p/b'], true]);
+  r = sm.listPage('p/', { after: 'p/b', limit: 10, maxBytes: 1000 });
+  t.deepEqual([keys(r), r.more], [['p/c'], true]);
+  // `after` need not be a key; after the last key nothing remains.
+  t.deepEqual(keys(sm.listPage('p/', { after: 'p/bb', limit: 1, maxBytes: big })), ['p/c']);
+  t.deepEqual(sm.listPage('p/', { after: 'p/d', limit: 5, maxBytes: big }), { kvs: [], more: false });
+});

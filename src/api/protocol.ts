@@ -10,7 +10,8 @@ export type Consistency = 'linearizable' | 'stale';
 export type ApiRequest =
   | { op: 'write'; cmd: Uint8Array }
   | { op: 'get'; key: string; consistency: Consistency }
-  | { op: 'list'; prefix: string; consistency: Consistency }
+  /** One page: keys after `after` (exclusive), at most `limit`, and under the reply size limit; `more` says whether keys remain. */
+  | { op: 'list'; prefix: string; consistency: Consistency; limit?: number; after?: string }
   | { op: 'status' }
   | { op: 'watch'; watchId: string; prefix: string; fromRevision: number; ttlMs: number }
   | { op: 'watchRenew'; watchId: string }
@@ -34,6 +35,8 @@ const CONSISTENCY = new Set(['linearizable', 'stale']);
 const isStr = (v: unknown, max = 4096): v is string => typeof v === 'string' && v.length <= max;
 const isIdList = (v: unknown): v is string[] => Array.isArray(v) && v.length <= 64 && v.every((x) => isStr(x, 256));
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+/** Most keys one list page may ask for. */
+export const MAX_LIST_LIMIT = 10_000;
 
 /** Returns null when `raw` is a valid request, else a message saying what is wrong. */
 export function checkRequest(raw: unknown): string | null {
@@ -47,6 +50,8 @@ export function checkRequest(raw: unknown): string | null {
       return CONSISTENCY.has(r.consistency as string) ? null : 'consistency must be linearizable or stale';
     case 'list':
       if (!isStr(r.prefix)) return 'list.prefix must be a string';
+      if (r.limit !== undefined && !(isCount(r.limit) && r.limit >= 1 && r.limit <= MAX_LIST_LIMIT)) return `list.limit must be an integer 1..${MAX_LIST_LIMIT}`;
+      if (r.after !== undefined && !isStr(r.after)) return 'list.after must be a string';
       return CONSISTENCY.has(r.consistency as string) ? null : 'consistency must be linearizable or stale';
     case 'status':
       return null;

@@ -549,6 +549,26 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
     return out.sort(byKey);
   }
 
+  /**
+   * One page of list(prefix): keys after `after` (exclusive), at most `limit` of them, and no more
+   * than `maxBytes` of encoded key-values (always at least one, so a page never stalls). `more`:
+   * whether keys remain after the last one returned.
+   */
+  listPage(prefix: string, o: { after?: string; limit: number; maxBytes: number }): { kvs: KeyValue[]; more: boolean } {
+    const all = this.list(prefix);
+    let i = 0;
+    if (o.after !== undefined) while (i < all.length && all[i]!.key <= o.after) i++;
+    const kvs: KeyValue[] = [];
+    let bytes = 0;
+    for (; i < all.length && kvs.length < o.limit; i++) {
+      const size = packr.pack(all[i]).byteLength;
+      if (kvs.length > 0 && bytes + size > o.maxBytes) break;
+      kvs.push(all[i]!);
+      bytes += size;
+    }
+    return { kvs, more: i < all.length };
+  }
+
   leases(): { id: number; ttlMs: number; keys: string[] }[] {
     return [...this.leaseTable.keys()].sort((a, b) => a - b).map((id) => this.lease(id)!);
   }
