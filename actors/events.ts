@@ -262,8 +262,8 @@ export interface RetentionPolicy {
   /** Newest events kept per stream (default 1000). */
   keepLast?: number;
   /**
-   * Newest bytes kept per stream (default 512 KiB; the newest event is always kept). A re-list of a
-   * stream must fit in one NATS reply (1 MB), so this bounds what a resyncing subscriber reads.
+   * Newest bytes kept per stream (default 512 KiB; the newest event is always kept). A resyncing
+   * subscriber re-lists the whole stream (a page per 512 KiB), so this bounds what it reads.
    */
   keepBytes?: number;
   /** Also drop events more than this many revisions older than the listed revision. */
