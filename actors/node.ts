@@ -392,6 +392,9 @@ export class RaftNode<R = unknown> {
         this.commitFlushTimer = null;
         this.enqueue({ type: 'FLUSH_COMMIT', now: 0 });
       }, rd.flushCommitAfterMs);
+    } else if (rd.cancelCommitFlush && this.commitFlushTimer !== null) {
+      this.o.clock.clearTimeout(this.commitFlushTimer);
+      this.commitFlushTimer = null;
     }
     const every = this.o.snapshotEveryEntries ?? 10_000;
     if (this.appliedIndex - this.lastSnapshotIndex >= every) {

@@ -144,6 +144,7 @@ test('a commit advance with nothing new to send waits for FLUSH_COMMIT; an appen
   rd = takeReady(raft);
   t.like(appendsTo(rd, 'n2')[0], { entries: [], commit: 1 });
   t.is(rd.flushCommitAfterMs, null);
+  t.false(rd.cancelCommitFlush);
   // A second write: acknowledged, committed; the next proposal's append carries the commit first.
   actor.send({ type: 'PROPOSE', now: 1020, proposals: [{ id: 1, data: new Uint8Array([7]) }] });
   takeReady(raft);
@@ -155,6 +156,7 @@ test('a commit advance with nothing new to send waits for FLUSH_COMMIT; an appen
   rd = takeReady(raft);
   t.like(appendsTo(rd, 'n2')[0], { commit: 2 });
   t.is(appendsTo(rd, 'n2')[0]!.entries.length, 1);
+  t.true(rd.cancelCommitFlush, 'every follower was told by an append: the flush is called off');
   actor.send({ type: 'FLUSH_COMMIT', now: 1023 });
   rd = takeReady(raft);
   t.deepEqual(appendsTo(rd, 'n2'), [], 'the append already told n2');

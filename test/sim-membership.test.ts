@@ -65,6 +65,9 @@ test.serial('3 nodes: add n4 as learner, promote it, remove the leader; a new le
       const commit = leader.status().commitIndex;
       await until(c, 'the rest to apply everything', () => rest.every((id) => c.node(id)!.status().appliedIndex >= commit));
       await c.sleep(500);
+      // The clients keep writing and followers learn a commit up to commitFlushDelayMs after the
+      // leader: compare the state machines at one applied index.
+      await until(c, 'the rest at one applied index', () => new Set(rest.map((id) => c.node(id)!.status().appliedIndex)).size === 1);
       seen.digests = rest.map((id) => c.sm(id)!.appliedDigest());
       seen.removedRole = c.node(old)!.status().role;
       seen.removedConf = c.node(old)!.status().conf.voters;

@@ -201,30 +201,35 @@ export function handleSnapshotResponse(s: RaftState, m: SnapshotResponse): void 
 /** After each batch of events: ship new entries (batched, pipelined) and commit updates. */
 export function flushLeader(s: RaftState): void {
   if (s.readRoundPending) broadcastHeartbeat(s);
-  if (!s.needBroadcast && !s.commitBroadcast) return;
   const delay = s.cfg.commitFlushDelayMs;
-  const wasPending = s.commitFlushPending;
-  for (const pr of s.progress.values()) {
-    const before = s.out.messages.length;
-    sendAppend(s, pr, false);
-    // Nothing new to send but the commit index moved: tell the follower so it can apply — at once,
-    // or after a short wait in which the next batch's append usually carries it (flushCommit).
-    if (s.out.messages.length === before && s.commitBroadcast && pr.state === 'replicate' && pr.commitSent < commitToTell(s, pr)) {
-      if (delay > 0) s.commitFlushPending = true;
-      else sendEmptyAppend(s, pr);
+  if (s.needBroadcast || s.commitBroadcast) {
+    for (const pr of s.progress.values()) {
+      const before = s.out.messages.length;
+      sendAppend(s, pr, false);
+      // Nothing new to send but the commit index moved: tell the follower so it can apply — at once,
+      // or after a short wait in which the next batch's append usually carries it (flushCommit).
+      if (delay === 0 && s.out.messages.length === before && s.commitBroadcast && needsCommit(s, pr)) sendEmptyAppend(s, pr);
     }
+    s.needBroadcast = false;
+    s.commitBroadcast = false;
   }
-  s.needBroadcast = false;
-  s.commitBroadcast = false;
+  if (delay === 0) return;
+  // A flush is wanted while some follower has not been told the commit index; once appends told
+  // them all, the one asked for is called off.
+  const wasPending = s.commitFlushPending;
+  s.commitFlushPending = false;
+  for (const pr of s.progress.values()) if (needsCommit(s, pr)) s.commitFlushPending = true;
   if (s.commitFlushPending && !wasPending) s.out.flushCommitAfterMs = delay;
+  if (!s.commitFlushPending && wasPending) s.out.cancelCommitFlush = true;
 }
+
+/** A follower in the replicate state that no append has told the commit index it could apply. */
+const needsCommit = (s: RaftState, pr: Progress): boolean => pr.state === 'replicate' && pr.commitSent < commitToTell(s, pr);
 
 /** FLUSH_COMMIT: tell every follower the commit index that no append has carried to it yet. */
 export function flushCommit(s: RaftState): void {
   s.commitFlushPending = false;
-  for (const pr of s.progress.values()) {
-    if (pr.state === 'replicate' && pr.commitSent < commitToTell(s, pr)) sendEmptyAppend(s, pr);
-  }
+  for (const pr of s.progress.values()) if (needsCommit(s, pr)) sendEmptyAppend(s, pr);
 }
 
 export function registerRead(s: RaftState, id: number): void {

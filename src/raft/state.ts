@@ -79,6 +79,8 @@ export interface Ready {
   resetElectionTimer: boolean;
   /** Leader: deliver FLUSH_COMMIT after this many ms (a commit advance is waiting for an append). */
   flushCommitAfterMs: number | null;
+  /** Leader: appends carried the commit index everywhere; the FLUSH_COMMIT asked for is not needed. */
+  cancelCommitFlush: boolean;
 }
 
 export const emptyOut = (): Ready => ({
@@ -92,6 +94,7 @@ export const emptyOut = (): Ready => ({
   reads: [],
   resetElectionTimer: false,
   flushCommitAfterMs: null,
+  cancelCommitFlush: false,
 });
 
 export interface PendingRead {
