@@ -3,7 +3,7 @@
  * down while the leader compacted past it catches up by InstallSnapshot; a member restarted from
  * its own snapshot has the same data; a watch from a compacted revision re-lists.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,19 +59,25 @@ test.serial('a member down during compaction catches up by snapshot and serves t
   t.is(resync!.length, 400);
 });
 
-test.serial('a member serves /metrics with Raft gauges, counters and the fsync histogram', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'sc-metrics-'));
+/** One member in this process on a one-server broker, leading, and a client of it; all stopped at teardown. */
+async function soloMember(t: ExecutionContext, prefix: string, opts: Partial<Parameters<typeof ClusterServer.start>[0]>) {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
   const credentials = generateCredentials();
   const nats = await startNatsCluster({ size: 1, dir: join(dir, 'nats'), credentials });
   t.teardown(() => nats.stop());
   const server = await ClusterServer.start({
     id: 'solo', peers: ['solo'], nats: nats.urls, natsUser: credentials.member.user, natsPass: credentials.member.pass,
-    dataDir: join(dir, 'data'), metricsPort: 0, monitor: false,
+    dataDir: join(dir, 'data'), monitor: false, ...opts,
   });
   t.teardown(() => server.stop());
-  const client = await ClusterClient.connect({ nats: nats.urls, user: credentials.client.user, pass: credentials.client.pass });
+  const client = await ClusterClient.connect({ nats: nats.urls, user: credentials.client.user, pass: credentials.client.pass, quorumWaitMs: 5000 });
   t.teardown(() => client.close());
   await eventually('leader', async () => server.isLeader());
+  return { server, client };
+}
+
+test.serial('a member serves /metrics with Raft gauges, counters and the fsync histogram', async (t) => {
+  const { server, client } = await soloMember(t, 'sc-metrics-', { metricsPort: 0 });
   for (let i = 0; i < 20; i++) await client.put(`m/${i}`, i);
   const text = await (await fetch(server.metricsUrl!)).text();
   t.regex(text, /^submarine_raft_term\{member="solo"\} [1-9]/m);
@@ -86,18 +92,7 @@ test.serial('a member serves /metrics with Raft gauges, counters and the fsync h
 
 test.serial('a reply over the broker message limit is a ReplyTooLargeError naming the size (a write says it was applied), not a timeout', async (t) => {
   registerReducer('test.grow', (_cur, action) => ({ value: 'x'.repeat((action as { n: number }).n) }));
-  const dir = await mkdtemp(join(tmpdir(), 'sc-bigreply-'));
-  const credentials = generateCredentials();
-  const nats = await startNatsCluster({ size: 1, dir: join(dir, 'nats'), credentials });
-  t.teardown(() => nats.stop());
-  const server = await ClusterServer.start({
-    id: 'solo', peers: ['solo'], nats: nats.urls, natsUser: credentials.member.user, natsPass: credentials.member.pass,
-    dataDir: join(dir, 'data'), monitor: false, maxValueBytes: 4 << 20,
-  });
-  t.teardown(() => server.stop());
-  const client = await ClusterClient.connect({ nats: nats.urls, user: credentials.client.user, pass: credentials.client.pass, quorumWaitMs: 5000 });
-  t.teardown(() => client.close());
-  await eventually('leader', async () => server.isLeader());
+  const { client } = await soloMember(t, 'sc-bigreply-', { maxValueBytes: 4 << 20 });
   // A small command whose outcome (the new value, returned with the write) is 1.5 MB.
   const err = await t.throwsAsync(() => client.write({ op: 'reduce', reducer: 'test.grow', key: 'huge', action: { n: 1_500_000 } }));
   t.is(err?.name, 'ReplyTooLargeError');

@@ -71,7 +71,8 @@ export function sendAppend(s: RaftState, pr: Progress, allowEmpty: boolean): voi
     type: 'append', from: s.id, to: pr.id, term: s.term, prevLogIndex: prev, prevLogTerm: prevTerm,
     entries, commit: s.log.committed, round: s.round,
   });
-  pr.commitSent = s.log.committed;
+  // What the follower learns from it: the commit index, capped by the last entry it will then hold.
+  pr.commitSent = Math.max(pr.commitSent, Math.min(s.log.committed, prev + entries.length));
   sentEntries(pr, prev + entries.length, entries.length);
 }
 

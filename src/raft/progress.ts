@@ -23,7 +23,7 @@ export interface Progress {
   snapshotOffset: number;
   /** Heartbeats since this follower last made progress while behind (loss detection). */
   stalledTicks: number;
-  /** Highest commit index carried by an append sent to this follower. */
+  /** Highest commit index an append sent to this follower lets it learn (commit capped by the append's last index). */
   commitSent: number;
 }
 
