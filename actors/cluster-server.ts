@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { decodeEnvelope, DecodeError, encodeEnvelope } from '../src/codec.ts';
 import { BadRequestError, NoQuorumError, NotLeaderError, ReplyTooLargeError, TimeoutError } from '../src/errors.ts';
-import { Counters, FSYNC_MS_BUCKETS, Histogram, RateLimitedLog } from '../src/metrics.ts';
+import { Counters, FSYNC_MS_BUCKETS, GC_MS_BUCKETS, Histogram, RateLimitedLog } from '../src/metrics.ts';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { createServer, type Server } from 'node:http';
 import { checkRequest, errorBody, MAX_LIST_LIMIT, type ApiRequest, type ApiResponse } from '../src/api/protocol.ts';
 import { API_QUEUE, subjects } from '../src/nats/subjects.ts';
@@ -114,6 +115,11 @@ export class ClusterServer {
   private stopped = false;
   /** WAL fdatasync latency (ms). */
   fsyncMs = new Histogram(FSYNC_MS_BUCKETS);
+  /** Garbage-collection pauses of this process (ms): every request waits behind them. */
+  readonly gcMs = new Histogram(GC_MS_BUCKETS);
+  private readonly gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) this.gcMs.observe(e.duration);
+  });
   private lastTransition: unknown = null;
   private metricsServer: Server | null = null;
   /** Where GET /metrics is served, when enabled. */
@@ -121,6 +127,7 @@ export class ClusterServer {
 
   private constructor(o: ClusterServerOptions, nc: NatsConnection, owns: boolean, node: RaftNode<MetaResult>, sm: MetadataStateMachine, transport: NatsTransport, counters: Counters) {
     this.counters = counters;
+    this.gcObserver.observe({ entryTypes: ['gc'] });
     this.id = o.id;
     this.cluster = o.cluster ?? DEFAULT_CLUSTER;
     this.nc = nc;
@@ -216,6 +223,7 @@ export class ClusterServer {
       faults: { dropTo: [...this.transport.faults.dropTo], dropFrom: [...this.transport.faults.dropFrom] },
       pid: process.pid, rssBytes: process.memoryUsage.rss(), memory: memoryBreakdown(),
       fsyncMs: this.fsyncMs.toJSON(),
+      gcMs: this.gcMs.toJSON(),
     };
   }
 
@@ -223,6 +231,7 @@ export class ClusterServer {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.gcObserver.disconnect();
     for (const s of this.subs) s.unsubscribe();
     this.watches.close();
     this.leases.close();
@@ -245,7 +254,9 @@ export class ClusterServer {
       const who = `member="${this.id.replace(/["\\\n]/g, '_')}"`;
       const body = renderMetrics({ members: [{ id: this.id, reachable: true, status }] } as never)
         + `# HELP submarine_wal_fsync_ms WAL fdatasync latency in milliseconds.\n# TYPE submarine_wal_fsync_ms histogram\n`
-        + this.fsyncMs.render('submarine_wal_fsync_ms', who).join('\n') + '\n';
+        + this.fsyncMs.render('submarine_wal_fsync_ms', who).join('\n') + '\n'
+        + `# HELP submarine_gc_pause_ms Garbage-collection pauses of the member process in milliseconds.\n# TYPE submarine_gc_pause_ms histogram\n`
+        + this.gcMs.render('submarine_gc_pause_ms', who).join('\n') + '\n';
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(body);
     });
     await new Promise<void>((resolve, reject) => {

@@ -53,6 +53,7 @@ async function walTotals(client: ClusterClient) {
     fsyncMs: all.reduce((n, s) => n + s.fsyncMs.sum, 0),
     entries: all.reduce((n, s) => n + (s.counters['wal_entries_synced_total'] ?? 0), 0),
     raftMessages: all.reduce((n, s) => n + sumCounter(s.counters, 'raft_messages_sent_total'), 0),
+    gc: Object.fromEntries(all.map((s) => [s.id, s.gcMs])),
   };
 }
 
@@ -99,6 +100,12 @@ async function run(c: LocalCluster, clients: ClusterClient[], n: number) {
     fsyncMsMean: fsyncs ? +((walAfter.fsyncMs - walBefore.fsyncMs) / fsyncs).toFixed(2) : null,
     // Raft messages all members sent per acknowledged operation (heartbeats included).
     raftMessagesPerOp: lat.length ? +((walAfter.raftMessages - walBefore.raftMessages) / lat.length).toFixed(2) : null,
+    // Garbage-collection pauses per member during the run: count, total ms, and how many took over 5 ms.
+    gc: Object.fromEntries(Object.entries(walAfter.gc).map(([id, g]) => {
+      const b = walBefore.gc[id] ?? { counts: g.counts.map(() => 0), sum: 0, count: 0 };
+      const over5 = g.counts.reduce((n, c, i) => n + (g.bounds[i]! > 5 ? c - (b.counts[i] ?? 0) : 0), 0) + (g.count - g.counts.reduce((x, y) => x + y, 0)) - (b.count - b.counts.reduce((x, y) => x + y, 0));
+      return [id, { pauses: g.count - b.count, ms: +(g.sum - b.sum).toFixed(1), over5ms: over5 }];
+    })),
     members: c.members.length,
   };
 }

@@ -46,6 +46,8 @@ export interface MemberStatus extends NodeStatus {
   memory: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
   /** WAL fdatasync latency histogram (ms). */
   fsyncMs: { bounds: number[]; counts: number[]; sum: number; count: number };
+  /** Garbage-collection pauses of the member process (ms). */
+  gcMs: { bounds: number[]; counts: number[]; sum: number; count: number };
 }
 
 export interface WatchOptions {

@@ -89,3 +89,4 @@ export class Histogram {
 }
 
 export const FSYNC_MS_BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 250, 1000] as const;
+export const GC_MS_BUCKETS = [0.25, 0.5, 1, 2, 5, 10, 20, 50, 100] as const;

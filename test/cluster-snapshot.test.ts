@@ -87,6 +87,10 @@ test.serial('a member serves /metrics with Raft gauges, counters and the fsync h
   const count = Number(/^submarine_wal_fsync_ms_count\{member="solo"\} (\d+)$/m.exec(text)?.[1]);
   t.true(count >= 1 && count <= 21, `fsyncs: ${count}`);
   t.regex(text, /^# TYPE submarine_wal_fsync_ms histogram$/m);
+  t.regex(text, /^# TYPE submarine_gc_pause_ms histogram$/m);
+  t.regex(text, /^submarine_gc_pause_ms_count\{member="solo"\} \d+$/m);
+  const [st] = await client.status('solo');
+  t.deepEqual(st!.gcMs.bounds, [0.25, 0.5, 1, 2, 5, 10, 20, 50, 100]);
   t.is((await fetch(server.metricsUrl!.replace('/metrics', '/other'))).status, 404);
 });
 
