@@ -39,12 +39,11 @@ import { closeSync, openSync, readFileSync, writeFileSync, mkdirSync } from 'nod
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import type { Socket } from 'node:net';
 import { connect, type KV, type NatsConnection } from 'nats';
 import { ClusterClient } from '../src/client.ts';
 import { parseFlags } from '../src/config.ts';
 import { startLocalCluster, type LocalCluster } from '../src/local-cluster.ts';
-import { freePorts } from '../src/nats/broker.ts';
+import { freePorts, OrphanGuard } from '../src/nats/broker.ts';
 import { procStat } from './proc-stat.ts';
 
 // ---- settings ------------------------------------------------------------------------------------
@@ -92,35 +91,6 @@ function which(bin: string): string | null {
 
 // ---- processes we start (etcd, nats-server for JetStream) ------------------------------------------
 
-/**
- * SIGKILLs our servers if this process dies without stopping them, even by SIGKILL: a detached shell
- * reads the live pids from a pipe that reaches end-of-file when we are gone (as src/nats/broker.ts).
- */
-class OrphanGuard {
-  private readonly proc: ChildProcess;
-  constructor() {
-    const script = `pids=' '
-while IFS= read -r l; do
-  case $l in
-    +*) pids="$pids\${l#+} " ;;
-    -*) x=\${l#-}; case $pids in *" $x "*) pids="\${pids%% $x *} \${pids#* $x }" ;; esac ;;
-  esac
-done
-for p in $pids; do kill -KILL "$p" 2>/dev/null; done
-exit 0`;
-    this.proc = spawn('/bin/sh', ['-c', script], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
-    this.proc.on('error', () => {});
-    this.proc.stdin!.on('error', () => {});
-    this.proc.unref();
-    (this.proc.stdin as Socket).unref();
-  }
-  add(pid: number): void {
-    this.proc.stdin!.write(`+${pid}\n`);
-  }
-  remove(pid: number): void {
-    this.proc.stdin!.write(`-${pid}\n`);
-  }
-}
 const guard = new OrphanGuard();
 const live = new Set<ServerProc>();
 process.on('exit', () => {

@@ -130,10 +130,11 @@ interface Slot {
 }
 
 /**
- * Kills our nats-servers if this process dies without stopping them, even by SIGKILL: a small shell
- * process reads the live pids from a pipe, and the pipe reaches end-of-file when we are gone.
+ * Kills the processes we started (nats-servers here; the benchmark's etcd and JetStream servers too)
+ * if this process dies without stopping them, even by SIGKILL: a small shell process reads the live
+ * pids from a pipe, and the pipe reaches end-of-file when we are gone.
  */
-class OrphanGuard {
+export class OrphanGuard {
   private readonly proc: ChildProcess;
   private closed = false;
 
