@@ -21,6 +21,7 @@ import {
 import { actionProblem, NOTEBOOK_REDUCER, type NoteAction, type NotebookAction, type NoteInit, type ParagraphInit } from '../src/notebook/reducer.ts';
 import type { KeyValue, MetaCommand, MetaResult, WatchEvent } from '../src/sm/metadata.ts';
 import { realClock, silentLogger, type Clock, type Logger } from './ports.ts';
+import { jitteredBackoff, RetryTimer } from './retry.ts';
 
 export interface NoteSyncOptions {
   client: ClusterClient;
@@ -91,7 +92,7 @@ export class NoteSync {
   private watcher: Watcher | null = null;
   /** Bumped on every (re)load and on stop: answers of an older load are dropped. */
   private loadToken = 0;
-  private retryTimer: unknown = null;
+  private readonly retryTimer: RetryTimer;
   private readonly ticker: NodeJS.Timeout;
   private waiters: Waiter[] = [];
   private readonly listeners = new Set<(c: NoteChange) => void>();
@@ -113,24 +114,13 @@ export class NoteSync {
     this.random = o.random ?? Math.random;
     this.catchUpTimeoutMs = o.catchUpTimeoutMs ?? 10_000;
     this.maxRounds = o.maxRounds ?? 8;
-    const { minMs, maxMs } = o.backoff ?? { minMs: 100, maxMs: 3000 };
-    const nextDelayMs = (attempt: number) => {
-      const ceiling = Math.max(minMs, Math.min(maxMs, minMs * 2 ** (attempt - 1)));
-      return Math.round(minMs + this.random() * (ceiling - minMs));
-    };
+    const nextDelayMs = jitteredBackoff(o.backoff ?? { minMs: 100, maxMs: 3000 }, () => this.random());
+    this.retryTimer = new RetryTimer(this.clock, () => this.signal({ type: 'RETRY_DUE' }));
     const machine = noteSyncMachine.provide({
       actions: {
         startLoad: () => void this.load(++this.loadToken),
-        scheduleRetry: ({ context }) => {
-          this.retryTimer = this.clock.setTimeout(() => {
-            this.retryTimer = null;
-            this.signal({ type: 'RETRY_DUE' });
-          }, context.delayMs);
-        },
-        cancelRetry: () => {
-          if (this.retryTimer !== null) this.clock.clearTimeout(this.retryTimer);
-          this.retryTimer = null;
-        },
+        scheduleRetry: ({ context }) => this.retryTimer.schedule(context.delayMs),
+        cancelRetry: () => this.retryTimer.cancel(),
         stopWatch: () => {
           this.loadToken++;
         },

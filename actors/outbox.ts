@@ -22,6 +22,7 @@ import { NodeFileSystem, type AppendHandle, type FileSystem } from '../src/stora
 import { WalCorruptionError } from '../src/storage/errors.ts';
 import { TMP_SUFFIX, checkFrame, decodeFramedFile, encodeFrame, toPlainBytes } from '../src/storage/wal.ts';
 import { realClock, silentLogger, type Clock, type Logger } from './ports.ts';
+import { jitteredBackoff, RetryTimer } from './retry.ts';
 import { concatBytes as concat } from '../src/bytes.ts';
 
 export interface OutboxItem {
@@ -185,7 +186,7 @@ export class Outbox {
 
   /** Bumped whenever a submit's answer must be ignored (a newer attempt, or close). */
   private attemptToken = 0;
-  private retryTimer: unknown = null;
+  private readonly retryTimer: RetryTimer;
   private readonly listeners = new Set<(seq: number, outcome: OutboxOutcome) => void>();
   private drainWaiters: { resolve(): void; reject(err: unknown): void }[] = [];
 
@@ -204,25 +205,13 @@ export class Outbox {
     this.finishedInFile = log.finishedInFile;
     this.recovery = log.recovery;
 
-    const random = o.random ?? Math.random;
-    const { minMs, maxMs } = o.backoff ?? { minMs: 100, maxMs: 5000 };
-    const nextDelayMs = (attempt: number) => {
-      const ceiling = Math.max(minMs, Math.min(maxMs, minMs * 2 ** (attempt - 1)));
-      return Math.round(minMs + random() * (ceiling - minMs));
-    };
+    const nextDelayMs = jitteredBackoff(o.backoff ?? { minMs: 100, maxMs: 5000 }, o.random ?? Math.random);
+    this.retryTimer = new RetryTimer(this.clock, () => this.signal({ type: 'RETRY_DUE' }));
     const machine = outboxMachine.provide({
       actions: {
         submitHead: () => this.submitHead(),
-        scheduleRetry: ({ context }) => {
-          this.retryTimer = this.clock.setTimeout(() => {
-            this.retryTimer = null;
-            this.signal({ type: 'RETRY_DUE' });
-          }, context.delayMs);
-        },
-        cancelRetry: () => {
-          if (this.retryTimer !== null) this.clock.clearTimeout(this.retryTimer);
-          this.retryTimer = null;
-        },
+        scheduleRetry: ({ context }) => this.retryTimer.schedule(context.delayMs),
+        cancelRetry: () => this.retryTimer.cancel(),
       },
     });
     this.machineActor = createActor(machine, { input: { pending: this.items.length, nextDelayMs } });
