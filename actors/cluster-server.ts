@@ -203,7 +203,13 @@ export class ClusterServer {
         }
       });
       server.listen();
-      if (o.metricsPort !== undefined) await server.serveMetrics(o.metricsPort);
+      if (o.metricsPort !== undefined) {
+        // A taken port must not leave a running member (node, subscriptions, GC observer) behind.
+        await server.serveMetrics(o.metricsPort).catch(async (err: unknown) => {
+          await server.stop().catch(() => {});
+          throw err;
+        });
+      }
       logger.info({ node: o.id, cluster, recovery: node.recovery }, 'cluster member started');
       return server;
     } catch (err) {
