@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { decodeEnvelope, DecodeError, encodeEnvelope } from '../src/codec.ts';
 import { BadRequestError, NoQuorumError, NotLeaderError, ReplyTooLargeError, TimeoutError } from '../src/errors.ts';
-import { Counters, FSYNC_MS_BUCKETS, GC_MS_BUCKETS, Histogram, RateLimitedLog } from '../src/metrics.ts';
+import { Counters, EventLoopLag, FSYNC_MS_BUCKETS, GC_MS_BUCKETS, Histogram, RateLimitedLog, type LoopLagJSON } from '../src/metrics.ts';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { createServer, type Server } from 'node:http';
 import { checkRequest, errorBody, MAX_LIST_LIMIT, type ApiRequest, type ApiResponse } from '../src/api/protocol.ts';
@@ -57,6 +57,15 @@ export interface ClusterServerOptions {
 }
 
 export const DEFAULT_CLUSTER = 'submarine';
+
+// What status() adds for the event-loop lag, declared here next to it (the client's MemberStatus
+// lists the rest of what status() returns).
+declare module '../src/client.ts' {
+  interface MemberStatus {
+    /** Event-loop lag of the member process (ms): histogram since start, last 60 s, longest stall. */
+    loopLagMs: LoopLagJSON;
+  }
+}
 
 // The reducers every member applies (code, identical on every member): the replicated notebook.
 registerReducer(NOTEBOOK_REDUCER, notebookReducer);
@@ -120,6 +129,8 @@ export class ClusterServer {
   private readonly gcObserver = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) this.gcMs.observe(e.duration);
   });
+  /** Event-loop lag of this process (ms, sampled every 10 ms): every request waits behind it too. */
+  readonly loopLag = new EventLoopLag(10);
   private lastTransition: unknown = null;
   private metricsServer: Server | null = null;
   /** Where GET /metrics is served, when enabled. */
@@ -128,6 +139,7 @@ export class ClusterServer {
   private constructor(o: ClusterServerOptions, nc: NatsConnection, owns: boolean, node: RaftNode<MetaResult>, sm: MetadataStateMachine, transport: NatsTransport, counters: Counters) {
     this.counters = counters;
     this.gcObserver.observe({ entryTypes: ['gc'] });
+    this.loopLag.start();
     this.id = o.id;
     this.cluster = o.cluster ?? DEFAULT_CLUSTER;
     this.nc = nc;
@@ -230,6 +242,7 @@ export class ClusterServer {
       pid: process.pid, rssBytes: process.memoryUsage.rss(), memory: memoryBreakdown(),
       fsyncMs: this.fsyncMs.toJSON(),
       gcMs: this.gcMs.toJSON(),
+      loopLagMs: this.loopLag.toJSON(),
     };
   }
 
@@ -238,6 +251,7 @@ export class ClusterServer {
     if (this.stopped) return;
     this.stopped = true;
     this.gcObserver.disconnect();
+    this.loopLag.stop();
     for (const s of this.subs) s.unsubscribe();
     this.watches.close();
     this.leases.close();
@@ -248,7 +262,7 @@ export class ClusterServer {
     this.log.info({ node: this.id }, 'cluster member stopped');
   }
 
-  /** GET /metrics in Prometheus text format: Raft gauges, every counter, the fsync histogram. */
+  /** GET /metrics in Prometheus text format: Raft gauges, every counter, the fsync, GC and event-loop lag histograms. */
   private async serveMetrics(port: number): Promise<void> {
     const { renderMetrics } = await import('../src/dashboard/server.ts');
     const server = createServer((req, res) => {
@@ -258,11 +272,18 @@ export class ClusterServer {
       }
       const status = this.status();
       const who = `member="${this.id.replace(/["\\\n]/g, '_')}"`;
+      const lag = status.loopLagMs;
       const body = renderMetrics({ members: [{ id: this.id, reachable: true, status }] } as never)
         + `# HELP submarine_wal_fsync_ms WAL fdatasync latency in milliseconds.\n# TYPE submarine_wal_fsync_ms histogram\n`
         + this.fsyncMs.render('submarine_wal_fsync_ms', who).join('\n') + '\n'
         + `# HELP submarine_gc_pause_ms Garbage-collection pauses of the member process in milliseconds.\n# TYPE submarine_gc_pause_ms histogram\n`
-        + this.gcMs.render('submarine_gc_pause_ms', who).join('\n') + '\n';
+        + this.gcMs.render('submarine_gc_pause_ms', who).join('\n') + '\n'
+        + `# HELP submarine_event_loop_lag_ms Event-loop lag of the member process in milliseconds (timer drift, sampled every ${lag.resolutionMs} ms).\n# TYPE submarine_event_loop_lag_ms histogram\n`
+        + this.loopLag.histogram.render('submarine_event_loop_lag_ms', who).join('\n') + '\n'
+        + `# HELP submarine_event_loop_lag_window_ms Event-loop lag over the last ${lag.window.seconds} s by quantile (1 = the maximum), in milliseconds.\n# TYPE submarine_event_loop_lag_window_ms gauge\n`
+        + [['0.5', lag.window.p50], ['0.99', lag.window.p99], ['1', lag.window.max]].map(([q, v]) => `submarine_event_loop_lag_window_ms{${who},quantile="${q}"} ${v}`).join('\n') + '\n'
+        + `# HELP submarine_event_loop_longest_stall_ms Longest event-loop stall of the member process since it started, in milliseconds.\n# TYPE submarine_event_loop_longest_stall_ms gauge\n`
+        + `submarine_event_loop_longest_stall_ms{${who}} ${lag.longestStallMs}\n`;
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(body);
     });
     await new Promise<void>((resolve, reject) => {

@@ -145,6 +145,7 @@ function memberCard(id) {
         '<dt>last index</dt><dd data-f="last"></dd><dt>log size</dt><dd data-f="logsize"></dd>' +
         '<dt>snapshot</dt><dd data-f="snapshot"></dd><dt>revision</dt><dd data-f="revision"></dd>' +
         '<dt>last contact</dt><dd data-f="contact"></dd><dt>memory</dt><dd data-f="rss"></dd>' +
+        '<dt title="event-loop lag over the last minute; longest stall since start">loop lag</dt><dd data-f="lag"></dd>' +
       '</dl>' +
       '<div class="small faults"></div>' +
       '<table class="progress"><thead><tr><th>follower</th><th>match</th><th>next</th><th>state</th><th>lag</th></tr></thead><tbody></tbody></table>' +
@@ -197,6 +198,8 @@ function renderMember(m) {
   f('snapshot', s ? s.snapshotIndex : '—'); f('revision', s ? s.revision : '—');
   f('contact', m.lastContactMs === null ? 'never' : fmtMs(m.lastContactMs) + ' ago');
   f('rss', s ? fmtBytes(s.rssBytes) : '—');
+  var lag = s && s.loopLagMs;
+  f('lag', lag ? 'p99 ' + lag.window.p99 + ' · max ' + lag.window.max + ' ms · longest ' + fmtMs(Math.round(lag.longestStallMs)) : '—');
   var faults = s && (s.faults.dropTo.length || s.faults.dropFrom.length) ? 'faults: drop to [' + s.faults.dropTo.join(', ') + '] from [' + s.faults.dropFrom.join(', ') + ']' : '';
   if (m.partitioned) faults = 'partitioned away' + (faults ? ' · ' + faults : '');
   if (!m.reachable && m.error) faults = (faults ? faults + ' · ' : '') + m.error;
