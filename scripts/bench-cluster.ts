@@ -1,13 +1,14 @@
 /**
  * Closed-loop benchmark of a local cluster (3 member processes, 3 NATS servers, fsync on):
  *   tsx scripts/bench-cluster.ts [--clients 1,16] [--seconds 5] [--workload put|get|stale|mixed] [--failover 5]
- * Prints one JSON line per run: ops/s, latency percentiles (ms), errors, member RSS; and, with
- * --failover N, the unavailability window (kill -9 of the leader → first acknowledged write).
+ * Prints one JSON line per run: ops/s, latency percentiles (ms), errors, member RSS, GC pauses and
+ * event-loop lag per member; and, with --failover N, the unavailability window (kill -9 of the
+ * leader → first acknowledged write).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClusterClient } from '../src/client.ts';
+import { ClusterClient, type MemberStatus } from '../src/client.ts';
 import { parseFlags } from '../src/config.ts';
 import { startLocalCluster, type LocalCluster } from '../src/local-cluster.ts';
 
@@ -54,6 +55,33 @@ async function walTotals(client: ClusterClient) {
     entries: all.reduce((n, s) => n + (s.counters['wal_entries_synced_total'] ?? 0), 0),
     raftMessages: all.reduce((n, s) => n + sumCounter(s.counters, 'raft_messages_sent_total'), 0),
     gc: Object.fromEntries(all.map((s) => [s.id, s.gcMs])),
+    lag: Object.fromEntries(all.map((s) => [s.id, s.loopLagMs])),
+  };
+}
+
+/**
+ * A member's event-loop lag during a run, from its lag histogram before and after: samples, p99
+ * and max as the upper bound of their bucket (1, 2, 5, 10, 25, 50, 100 ms…; a sample over the last
+ * bound is reported as that bound), except that the max is exact when the member listed a stall
+ * (>= 100 ms) that ended during the run, and the longest such stall.
+ */
+function lagDuring(before: MemberStatus['loopLagMs'] | undefined, after: MemberStatus['loopLagMs'], startedAt: number) {
+  if (before && before.count > after.count) before = undefined; // the member restarted meanwhile
+  const counts = after.counts.map((c, i) => c - (before?.counts[i] ?? 0));
+  const samples = after.count - (before?.count ?? 0);
+  const upTo = (rank: number) => {
+    let seen = 0;
+    for (let i = 0; i < counts.length; i++) if ((seen += counts[i]!) >= rank) return after.bounds[i]!;
+    return after.bounds.at(-1)!;
+  };
+  const stalls = after.stalls.filter((s) => s.at >= startedAt);
+  const longest = stalls.reduce((m, s) => Math.max(m, s.ms), 0);
+  return {
+    samples,
+    p99Ms: samples ? upTo(Math.ceil(samples * 0.99)) : null,
+    maxMs: longest || (samples ? upTo(samples) : null),
+    stalls: stalls.length,
+    longestStallMs: longest || null,
   };
 }
 
@@ -78,6 +106,7 @@ async function run(c: LocalCluster, clients: ClusterClient[], n: number) {
     }
   };
   const walBefore = await walTotals(clients[0]!);
+  const startedAt = Date.now();
   const t0 = performance.now();
   await Promise.all(clients.slice(0, n).map(loop));
   const elapsed = (performance.now() - t0) / 1000;
@@ -106,6 +135,12 @@ async function run(c: LocalCluster, clients: ClusterClient[], n: number) {
       const over5 = g.counts.reduce((n, c, i) => n + (g.bounds[i]! > 5 ? c - (b.counts[i] ?? 0) : 0), 0) + (g.count - g.counts.reduce((x, y) => x + y, 0)) - (b.count - b.counts.reduce((x, y) => x + y, 0));
       return [id, { pauses: g.count - b.count, ms: +(g.sum - b.sum).toFixed(1), over5ms: over5 }];
     })),
+    // Event-loop lag per member during the run (ms; see lagDuring) and the longest stall of the run.
+    loopLag: Object.fromEntries(Object.entries(walAfter.lag).map(([id, l]) => [id, lagDuring(walBefore.lag[id], l, startedAt)])),
+    longestStall: Object.entries(walAfter.lag).reduce<{ member: string; ms: number } | null>((best, [id, l]) => {
+      const ms = lagDuring(walBefore.lag[id], l, startedAt).maxMs ?? 0;
+      return !best || ms > best.ms ? { member: id, ms } : best;
+    }, null),
     members: c.members.length,
   };
 }
