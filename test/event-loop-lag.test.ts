@@ -4,7 +4,7 @@
  * process's event loop blocks the member's, and that stall must be reported.
  */
 import test from 'ava';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ClusterServer } from '../actors/cluster-server.ts';
@@ -23,6 +23,7 @@ function busyWait(ms: number): void {
 
 test.serial('a member reports its event-loop lag in status and /metrics, and a 300 ms block as a stall', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'sc-looplag-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true })); // last: teardowns run newest first
   const credentials = generateCredentials();
   const nats = await startNatsCluster({ size: 1, dir: join(dir, 'nats'), credentials });
   t.teardown(() => nats.stop());
