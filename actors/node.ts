@@ -1,10 +1,11 @@
 import { createActor, type Actor } from 'xstate';
 import { raftMachine, type RaftEvent } from '../machines/raft.ts';
-import { lastIndex } from '../src/raft/log.ts';
+import { lastIndex, termAt } from '../src/raft/log.ts';
+import { snapshotBytes, type SnapshotData } from '../src/raft/snapshot-data.ts';
 import type { RaftMessage } from '../src/raft/messages.ts';
 import type { Proposal } from '../src/raft/leader.ts';
 import { takeReady } from '../src/raft/ready.ts';
-import { createRaftState, type ProposalError, type RaftConfig, type RaftState, type Ready, type Role } from '../src/raft/state.ts';
+import { confAt, createRaftState, type ProposalError, type RaftConfig, type RaftState, type Ready, type Role } from '../src/raft/state.ts';
 import type { StateMachine } from '../src/raft/state-machine.ts';
 import { EntryType, type ConfChange, type ConfState, type Entry, type NodeId } from '../src/raft/types.ts';
 import type { RaftStorage, RecoveryReport } from '../src/storage/types.ts';
@@ -53,6 +54,9 @@ interface Waiter<T> {
   reject(e: Error): void;
 }
 
+/** Longest stretch of snapshot or restore work between two turns of the event loop. */
+const SLICE_MS = 5;
+
 /** Messages only a leader sends in its own (already durable) term. */
 function leaderOnly(m: RaftMessage): boolean {
   return m.type === 'append' || m.type === 'snapshot' || m.type === 'timeoutNow';
@@ -93,6 +97,9 @@ export class RaftNode<R = unknown> {
   private quorumTimer: unknown = null;
   private commitFlushTimer: unknown = null;
   private lastSnapshotIndex = 0;
+  private snapshotting = false;
+  /** Counters for status and metrics. */
+  readonly snapshots = { taken: 0, restored: 0, lastIndex: 0, lastBytes: 0, lastMs: 0, lastRestoreMs: 0 };
   /** Term and vote as last handed to storage: a change must be durable before anything depends on it. */
   private storedTV: { term: number; vote: string | null } = { term: 0, vote: null };
   readonly transitions: RoleChange[] = [];
@@ -117,7 +124,7 @@ export class RaftNode<R = unknown> {
     const loaded = await this.o.storage.load();
     this.recovery = loaded.report;
     if (loaded.report.truncatedBytes > 0 || loaded.report.notes.length) this.log.warn({ report: loaded.report }, 'storage recovery');
-    if (loaded.snapshot) this.o.stateMachine.restore(loaded.snapshot.data);
+    if (loaded.snapshot) await this.restoreSliced(loaded.snapshot.data);
     this.raft = createRaftState({
       id: this.id, cfg: this.o.raft, bootstrap: this.o.bootstrap,
       hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries,
@@ -270,21 +277,18 @@ export class RaftNode<R = unknown> {
   }
 
   private async perform(rd: Ready): Promise<void> {
-    const { storage, stateMachine, transport } = this.o;
+    const { storage, transport } = this.o;
     if (rd.snapshotToInstall) {
       const snap = rd.snapshotToInstall;
       await storage.saveSnapshot(snap, { discardLog: true });
       if (this.stopped) return;
-      stateMachine.restore(snap.data);
+      await this.restoreSliced(snap.data);
+      if (this.stopped) return;
       this.appliedIndex = snap.meta.index;
       this.lastSnapshotIndex = snap.meta.index;
       for (const [index, p] of this.byIndex) {
         if (index <= snap.meta.index) this.settle(index, p, new OutcomeUnknownError(`entry ${index} was covered by a snapshot from the leader`));
       }
-    }
-    if (rd.snapshotToSave) {
-      await storage.saveSnapshot(rd.snapshotToSave, { discardLog: false });
-      if (this.stopped) return;
     }
     // A leader's appends (and snapshot chunks, TimeoutNow) go out before its own fsync: followers
     // persist in parallel with it (Raft thesis §10.2.1). The leader still counts itself for commit
@@ -397,11 +401,64 @@ export class RaftNode<R = unknown> {
       this.commitFlushTimer = null;
     }
     const every = this.o.snapshotEveryEntries ?? 10_000;
-    if (this.appliedIndex - this.lastSnapshotIndex >= every) {
-      this.lastSnapshotIndex = this.appliedIndex;
-      this.enqueue({ type: 'COMPACT', index: this.appliedIndex, data: this.o.stateMachine.snapshot(), now: 0 });
-    }
+    if (!this.snapshotting && this.appliedIndex - this.lastSnapshotIndex >= every) this.startSnapshot();
     for (const fn of this.listeners) fn(this);
+  }
+
+  // ---- snapshots --------------------------------------------------------------------------
+
+  /**
+   * Snapshot at the applied index in the background: the state machine captures its state now
+   * (cheaply) and encodes it a piece at a time between other work; the storage writes the file
+   * outside its WAL queue. Only once the file is durable does the log get compacted (COMPACT).
+   * Nothing here holds the event loop for more than a slice, so heartbeats keep their time.
+   */
+  private startSnapshot(): void {
+    const index = this.appliedIndex;
+    const term = termAt(this.raft.log, index);
+    if (term === undefined) return;
+    const meta = { index, term, conf: confAt(this.raft, index) };
+    const pieces = this.o.stateMachine.snapshotPieces();
+    this.snapshotting = true;
+    this.lastSnapshotIndex = index;
+    const started = this.o.clock.now();
+    const job = (async () => {
+      const data: Uint8Array[] = [];
+      await this.sliced(pieces, (p) => data.push(p));
+      if (this.stopped) return;
+      await this.o.storage.saveSnapshot({ meta, data }, { discardLog: false });
+      if (this.stopped) return;
+      this.snapshots.taken++;
+      this.snapshots.lastIndex = index;
+      this.snapshots.lastBytes = snapshotBytes(data);
+      this.snapshots.lastMs = this.o.clock.now() - started;
+      this.log.info({ node: this.id, index, bytes: this.snapshots.lastBytes, ms: Math.round(this.snapshots.lastMs) }, 'snapshot saved');
+      this.enqueue({ type: 'COMPACT', index, data, now: 0 });
+    })();
+    this.inBackground(job.finally(() => {
+      this.snapshotting = false;
+    }));
+  }
+
+  /** Restores a snapshot one slice at a time (the state machine swaps the new state in at the end). */
+  private async restoreSliced(data: SnapshotData): Promise<void> {
+    const started = this.o.clock.now();
+    await this.sliced(this.o.stateMachine.restoreSteps(data), () => {});
+    this.snapshots.restored++;
+    this.snapshots.lastRestoreMs = this.o.clock.now() - started;
+  }
+
+  /** Runs an iterator's steps, yielding to the event loop whenever a slice of SLICE_MS is used up. */
+  private async sliced<T>(steps: Iterable<T>, each: (v: T) => void): Promise<void> {
+    let sliceStart = this.o.clock.now();
+    for (const v of steps) {
+      each(v);
+      if (this.stopped) return;
+      if (this.o.clock.now() - sliceStart >= SLICE_MS) {
+        await (this.o.clock.yield?.() ?? Promise.resolve());
+        sliceStart = this.o.clock.now();
+      }
+    }
   }
 
   // ---- timers -----------------------------------------------------------------------------

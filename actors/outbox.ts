@@ -1,13 +1,20 @@
 /**
  * The client outbox: writes that could not reach the cluster wait here, durably, and are
  * retried in order until their commit is confirmed. Applied exactly once because every item
- * keeps one (clientId, seq) session pair for all its retries and across restarts: the cluster
- * remembers the last seq per client and answers a repeat with the stored result.
+ * keeps one (session, seq) pair for all its retries and across restarts: the cluster remembers
+ * the session's results and answers a repeat with the stored one.
+ *
+ * The session is one the cluster handed out (`openSession`), stored here before its first use.
+ * If the cluster has forgotten it (evicted after many newer sessions while this outbox was
+ * away), the head item's outcome is unknown: it is reported as a SessionLostError, not sent again
+ * under a new session (that could apply it twice), and the next item opens a new session.
  *
  * On disk, one append-only file of frames (encodeFrame from the WAL):
  *   {t:'h', client}        header, first record; written with the file, atomically
  *   {t:'i', seq, cmd, at}  an enqueued item
  *   {t:'a', seq}           every item with a seq <= this one is finished
+ *   {t:'s', session, from} items from seq `from` on are sent under cluster session `session`
+ *                          (as its seq `seq - from + 1`); session null: none yet
  * Compaction rewrites the file as header + latest ack + pending items (temp, fsync, rename,
  * dir fsync), so a crash leaves either the old or the new file.
  *
@@ -23,6 +30,7 @@ import { WalCorruptionError } from '../src/storage/errors.ts';
 import { TMP_SUFFIX, checkFrame, decodeFramedFile, encodeFrame, toPlainBytes } from '../src/storage/wal.ts';
 import { realClock, silentLogger, type Clock, type Logger } from './ports.ts';
 import { jitteredBackoff, RetryTimer } from './retry.ts';
+import { SessionLostError } from '../src/errors.ts';
 import { concatBytes as concat } from '../src/bytes.ts';
 
 export interface OutboxItem {
@@ -43,6 +51,11 @@ export interface OutboxOptions {
   dir: string;
   fs?: FileSystem;
   submit: OutboxSubmit;
+  /**
+   * Opens a session in the cluster (its id). Without it the outbox's own client id is the session
+   * (a cluster that accepts client-chosen sessions, e.g. tests).
+   */
+  openSession?: () => Promise<string>;
   /** Network, no-quorum and not-leader errors are retryable; a rejected command is not. */
   isRetryable(err: unknown): boolean;
   clock?: Clock;
@@ -74,8 +87,14 @@ export class OutboxClosedError extends Error {
 
 const LOG_FILE = 'outbox.log';
 
+interface SessionRef {
+  id: string;
+  from: number;
+}
+
 type Rec =
   | { t: 'h'; client: string }
+  | { t: 's'; session: string | null; from: number }
   | { t: 'i'; seq: number; cmd: Uint8Array; at: number }
   | { t: 'a'; seq: number };
 
@@ -94,6 +113,9 @@ function parseRecord(v: unknown): Rec | null {
   const r = v as Record<string, unknown>;
   if (r.t === 'h' && typeof r.client === 'string' && r.client !== '') return { t: 'h', client: r.client };
   if (r.t === 'a' && (r.seq === 0 || isSeq(r.seq))) return { t: 'a', seq: r.seq as number };
+  if (r.t === 's' && (r.session === null || (typeof r.session === 'string' && r.session !== '')) && isSeq(r.from)) {
+    return { t: 's', session: r.session as string | null, from: r.from as number };
+  }
   if (r.t === 'i' && isSeq(r.seq) && r.cmd instanceof Uint8Array && typeof r.at === 'number') {
     return { t: 'i', seq: r.seq, cmd: toPlainBytes(r.cmd)!, at: r.at };
   }
@@ -103,6 +125,7 @@ function parseRecord(v: unknown): Rec | null {
 
 interface LoadedLog {
   client: string | null;
+  session: SessionRef | null;
   items: OutboxItem[];
   ackedThrough: number;
   lastSeq: number;
@@ -118,6 +141,7 @@ interface LoadedLog {
 function readLog(bytes: Uint8Array): LoadedLog & { validBytes: number } {
   const out: LoadedLog & { validBytes: number } = {
     client: null,
+    session: null,
     items: [],
     ackedThrough: 0,
     lastSeq: 0,
@@ -140,6 +164,7 @@ function readLog(bytes: Uint8Array): LoadedLog & { validBytes: number } {
     if (rec === null) throw new WalCorruptionError(LOG_FILE, offset, 'record of unknown shape');
     if ((rec.t === 'h') !== (offset === 0)) throw new WalCorruptionError(LOG_FILE, offset, 'header must be the first record, and only it');
     if (rec.t === 'h') out.client = rec.client;
+    else if (rec.t === 's') out.session = rec.session === null ? null : { id: rec.session, from: rec.from };
     else if (rec.t === 'i') {
       if (rec.seq <= out.lastSeq) throw new WalCorruptionError(LOG_FILE, offset, `item seq ${rec.seq} not above ${out.lastSeq}`);
       out.lastSeq = rec.seq;
@@ -176,6 +201,8 @@ export class Outbox {
   private nextSeq: number;
   private ackedThrough: number;
   private finishedInFile: number;
+  /** The cluster session items are sent under (durable before its first use). */
+  private session: SessionRef | null;
   /** enqueue() calls accepted but not yet durable: whenDrained waits for them too. */
   private enqueuing = 0;
 
@@ -203,6 +230,7 @@ export class Outbox {
     this.nextSeq = log.lastSeq + 1;
     this.ackedThrough = log.ackedThrough;
     this.finishedInFile = log.finishedInFile;
+    this.session = log.session;
     this.recovery = log.recovery;
 
     const nextDelayMs = jitteredBackoff(o.backoff ?? { minMs: 100, maxMs: 5000 }, o.random ?? Math.random);
@@ -242,6 +270,7 @@ export class Outbox {
       await writeAtomic(fs, o.dir, [encodeFrame({ t: 'h', client })]);
       log = {
         client,
+        session: null,
         items: [],
         ackedThrough: 0,
         lastSeq: 0,
@@ -332,13 +361,19 @@ export class Outbox {
     const token = ++this.attemptToken;
     const current = () => token === this.attemptToken && !this.closed && this.failure === null;
     // new Promise(): a submit that throws synchronously is a failed attempt, not a crash here.
-    new Promise<unknown>((resolve) => resolve(this.o.submit({ client: this.clientId, seq: head.seq, command: head.command }))).then(
+    new Promise<unknown>((resolve) => resolve(this.submitUnderSession(head, current))).then(
       (result) => {
         if (current()) this.finish(head, { ok: true, result });
       },
       (err) => {
         if (!current()) return;
         const error = err instanceof Error ? err : new Error(String(err));
+        if (error instanceof SessionLostError) {
+          // Unknown outcome: report it, never resend under another session; the next item opens one.
+          this.session = null;
+          this.write({ t: 's', session: null, from: head.seq + 1 }, () => {}).catch(() => {});
+          return this.finish(head, { ok: false, error });
+        }
         let retryable = false;
         try {
           retryable = this.o.isRetryable(err);
@@ -353,6 +388,21 @@ export class Outbox {
         }
       },
     );
+  }
+
+  /** Sends the head under the stored session, opening (and storing) one first if there is none. */
+  private async submitUnderSession(head: OutboxItem, current: () => boolean): Promise<unknown> {
+    if (!this.o.openSession) return this.o.submit({ client: this.clientId, seq: head.seq, command: head.command });
+    if (!this.session) {
+      const id = await this.o.openSession();
+      if (!current()) throw new OutboxClosedError('superseded');
+      const session = { id, from: head.seq };
+      await this.write({ t: 's', session: id, from: head.seq }, () => {
+        this.session = session;
+      });
+    }
+    const { id, from } = this.session!;
+    return this.o.submit({ client: id, seq: head.seq - from + 1, command: head.command });
   }
 
   /** The head is done for good: record it durably, then report it and move on. */
@@ -445,6 +495,7 @@ export class Outbox {
   /** Rewrites the file without finished items. Runs inside the writer loop, so nothing races it. */
   private async compact(): Promise<void> {
     const frames = [encodeFrame({ t: 'h', client: this.clientId }), encodeFrame({ t: 'a', seq: this.ackedThrough })];
+    if (this.session) frames.push(encodeFrame({ t: 's', session: this.session.id, from: this.session.from }));
     for (const it of this.items) frames.push(encodeFrame({ t: 'i', seq: it.seq, cmd: it.command, at: it.enqueuedAt }));
     // The ack record keeps the highest seq ever used even when no item is left, so seqs never repeat.
     await writeAtomic(this.fs, this.dir, frames);

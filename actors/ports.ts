@@ -5,6 +5,8 @@ export interface Clock {
   now(): number;
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
+  /** Lets pending IO and timers run before continuing (long background work yields with it). */
+  yield?(): Promise<void>;
 }
 
 /** Peer transport: fire-and-forget delivery of decoded, validated messages. */
@@ -28,4 +30,5 @@ export const realClock: Clock = {
   now: () => performance.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  yield: () => new Promise((resolve) => setImmediate(resolve)),
 };

@@ -1,6 +1,7 @@
 import { setup } from 'xstate';
 import type { RaftMessage } from '../src/raft/messages.ts';
 import type { RaftState } from '../src/raft/state.ts';
+import type { SnapshotData } from '../src/raft/snapshot-data.ts';
 import * as E from '../src/raft/election.ts';
 import * as F from '../src/raft/follower.ts';
 import * as L from '../src/raft/leader.ts';
@@ -21,7 +22,7 @@ export type RaftEvent =
   | { type: 'PROPOSE'; proposals: L.Proposal[]; now: number }
   | { type: 'READ_INDEX'; ids: number[]; now: number }
   | { type: 'TRANSFER_LEADER'; target: string; now: number }
-  | { type: 'COMPACT'; index: number; data: Uint8Array; now: number };
+  | { type: 'COMPACT'; index: number; data: SnapshotData; now: number };
 
 export interface RaftContext {
   raft: RaftState;

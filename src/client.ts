@@ -12,11 +12,11 @@ import { Outbox } from '../actors/outbox.ts';
 import type { NodeStatus } from '../actors/node.ts';
 import type { WatchPush } from '../actors/watch-hub.ts';
 import { decodeEnvelope, encodeEnvelope } from './codec.ts';
-import { BadRequestError, CompactedError, MetaError, NoQuorumError, NotLeaderError, ReplyTooLargeError, TimeoutError } from './errors.ts';
+import { BadRequestError, CompactedError, MetaError, NoQuorumError, NotLeaderError, ReplyTooLargeError, SessionLostError, TimeoutError } from './errors.ts';
 import type { ApiErrorBody, ApiRequest, Consistency } from './api/protocol.ts';
 import { subjects } from './nats/subjects.ts';
 import type { ConfChange, NodeId } from './raft/types.ts';
-import { decodeMetaCommand, encodeMetaCommand, type KeyValue, type MetaCommand, type MetaResult, type MetaValue, type WatchEvent } from './sm/metadata.ts';
+import { MAX_SESSION_WINDOW, decodeMetaCommand, encodeMetaCommand, type KeyValue, type MetaCommand, type MetaResult, type MetaValue, type WatchEvent } from './sm/metadata.ts';
 
 export interface ClusterClientOptions {
   nats: string[] | NatsConnection;
@@ -69,16 +69,25 @@ export interface Watcher {
 
 type RequestError = Error & { leader?: NodeId | null };
 
+/** This client's session in the cluster: its seqs and the ones still in flight (a Set keeps insertion order: the first is the oldest). */
+interface ClientSession {
+  id: string;
+  seq: number;
+  inFlight: Set<number>;
+  /** Writes waiting for the oldest in-flight seq to complete (the session window is full). */
+  waiting: (() => void)[];
+}
+
 export class ClusterClient {
   readonly clientId: string;
   readonly cluster: string;
-  private seq = 0;
+  private session: ClientSession | null = null;
+  private opening: Promise<ClientSession> | null = null;
   private leader: NodeId | null = null;
   private closed = false;
   private readonly timeoutMs: number;
   private readonly quorumWaitMs: number;
   private box: Outbox | null = null;
-  private readonly inFlight = new Set<number>();
   /** Members whose subject had no subscriber recently (process gone). */
   private readonly goneUntil = new Map<NodeId, number>();
   /**
@@ -102,7 +111,8 @@ export class ClusterClient {
     if (o.outboxDir) {
       client.box = await Outbox.open({
         dir: o.outboxDir,
-        // The outbox's own (clientId, seq) is the session: stable across restarts, reused on retry.
+        // The outbox keeps its own cluster session on disk: stable across restarts, reused on retry.
+        openSession: () => client.openSession(),
         submit: ({ client: id, seq, command }) => client.writeWithSession({ ...decodeMetaCommand(command), session: { client: id, seq } } as MetaCommand),
         isRetryable: (err) => err instanceof NoQuorumError || err instanceof TimeoutError || err instanceof NotLeaderError || isNoResponders(err),
       });
@@ -197,24 +207,84 @@ export class ClusterClient {
   /**
    * Any command through the log with this client's session. The same sequence number is reused
    * for every retry, so the metadata center applies it once even if a reply was lost.
+   *
+   * Any number of callers may share one client: a refusal (MetaError) always means "not applied",
+   * an unknown outcome is a TimeoutError or an OutcomeUnknownError (SessionLostError). The cluster
+   * keeps every result until the client acknowledges it; the client keeps its seqs in flight within
+   * MAX_SESSION_WINDOW of the oldest one (a write waits for room rather than outrun a slow one).
    */
   async write(cmd: MetaCommand): Promise<MetaResult> {
-    const seq = ++this.seq;
-    this.inFlight.add(seq);
-    // ack: every seq below the oldest one still in flight has its reply here; the metadata center
-    // may forget those results. Writes in flight together may arrive in any order.
-    const ack = Math.min(...this.inFlight) - 1;
-    try {
-      return await this.writeWithSession({ ...cmd, session: { client: this.clientId, seq, ack } } as MetaCommand);
-    } finally {
-      this.inFlight.delete(seq);
+    for (;;) {
+      const session = await this.currentSession();
+      if (session.inFlight.size > 0) {
+        const oldest = session.inFlight.values().next().value as number;
+        if (session.seq + 1 - oldest >= MAX_SESSION_WINDOW) {
+          await new Promise<void>((resolve) => session.waiting.push(resolve));
+          continue;
+        }
+      }
+      const seq = ++session.seq;
+      session.inFlight.add(seq);
+      // ack: every seq below the oldest one still in flight has its reply here; the metadata center
+      // may forget those results. Writes in flight together may arrive in any order.
+      const ack = (session.inFlight.values().next().value as number) - 1;
+      let sent: { result: MetaResult; maybeApplied: boolean };
+      try {
+        sent = await this.sendWrite({ ...cmd, session: { client: session.id, seq, ack } } as MetaCommand);
+      } finally {
+        session.inFlight.delete(seq);
+        session.waiting.splice(0).forEach((wake) => wake());
+      }
+      const r = sent.result;
+      if (r.ok || (r.code !== 'sessionExpired' && r.code !== 'sessionStale')) return r;
+      if (r.code === 'sessionExpired' && !sent.maybeApplied) {
+        // No attempt of this write was applied: it is safe under a new session.
+        if (this.session === session) this.session = null;
+        continue;
+      }
+      throw new SessionLostError(`outcome unknown: ${r.message} after an earlier attempt may have been applied; read the key to learn the outcome`);
     }
   }
 
-  /** Writes with an explicit session (used by the outbox, whose session survives restarts). */
+  /** A new session in the cluster (one write through the log); its id for MetaSession.client. */
+  async openSession(): Promise<string> {
+    const { result } = await this.sendWrite({ op: 'openSession' });
+    if (!result.ok || !result.session) throw new MetaError(result.ok ? 'badCommand' : result.code, result.ok ? 'openSession: no session in the answer' : result.message, result.revision);
+    return result.session;
+  }
+
+  private currentSession(): Promise<ClientSession> {
+    if (this.session) return Promise.resolve(this.session);
+    this.opening ??= this.openSession().then(
+      (id) => {
+        this.opening = null;
+        return (this.session = { id, seq: 0, inFlight: new Set(), waiting: [] });
+      },
+      (err) => {
+        this.opening = null;
+        throw err;
+      },
+    );
+    return this.opening;
+  }
+
+  /**
+   * Writes with an explicit session (used by the outbox, whose session survives restarts). A
+   * session the cluster no longer knows is a SessionLostError: an earlier attempt may have been applied.
+   */
   async writeWithSession(cmd: MetaCommand): Promise<MetaResult> {
-    const res = await this.toLeader({ op: 'write', cmd: encodeMetaCommand(cmd) });
-    return res.result as MetaResult;
+    const { result } = await this.sendWrite(cmd);
+    if (!result.ok && (result.code === 'sessionExpired' || result.code === 'sessionStale')) {
+      throw new SessionLostError(`outcome unknown: ${result.message}`);
+    }
+    return result;
+  }
+
+  /** One write through toLeader; maybeApplied: an earlier attempt may have reached a leader's log. */
+  private async sendWrite(cmd: MetaCommand): Promise<{ result: MetaResult; maybeApplied: boolean }> {
+    const track = { maybeApplied: false };
+    const res = await this.toLeader({ op: 'write', cmd: encodeMetaCommand(cmd) }, track);
+    return { result: res.result as MetaResult, maybeApplied: track.maybeApplied };
   }
 
   // ---- cluster -------------------------------------------------------------------------------
@@ -373,7 +443,7 @@ export class ClusterClient {
    * A member that has no subscriber (its process is gone: NATS answers "no responders" at once)
    * is not trusted as a hint for a second: followers keep naming a dead leader until they time out.
    */
-  private async toLeader(req: ApiRequest): Promise<Record<string, unknown>> {
+  private async toLeader(req: ApiRequest, track: { maybeApplied: boolean } = { maybeApplied: false }): Promise<Record<string, unknown>> {
     const deadline = performance.now() + this.quorumWaitMs;
     // Whether an attempt may have been accepted by a leader (its outcome is unknown): then the
     // end result is TimeoutError, never NoQuorumError, which promises the write did not happen.
@@ -405,6 +475,7 @@ export class ClusterClient {
         } else if (e instanceof TimeoutError || e.name === 'NodeStoppedError' || e.name === 'ProposalDroppedError' || e.name === 'OutcomeUnknownError') {
           // The member may have appended it before timing out or stopping: retry the same session.
           maybeApplied = true;
+          track.maybeApplied = true;
           this.leader = null;
         } else throw err; // a definite answer (MetaError, BadRequest, ...) is not retried
       }

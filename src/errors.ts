@@ -19,6 +19,15 @@ export class OutcomeUnknownError extends Error {
   override name = 'OutcomeUnknownError';
 }
 
+/**
+ * The write's session is gone from the cluster (evicted as least recently used, or an acknowledged
+ * seq) after an earlier attempt of this write may have been applied: its outcome is unknown. Not
+ * retried (a retry under a new session could apply it twice); read the key to learn the outcome.
+ */
+export class SessionLostError extends OutcomeUnknownError {
+  override name = 'SessionLostError';
+}
+
 export class MembershipError extends Error {
   override name = 'MembershipError';
 }

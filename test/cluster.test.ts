@@ -98,7 +98,7 @@ test.serial('exactly once: a write whose reply was lost is retried with the same
   const client = await connectClient(c);
   t.teardown(() => client.close());
   await waitForLeader(client, 3);
-  const session = { client: 'retrying-client', seq: 1 };
+  const session = { client: await client.openSession(), seq: 1 };
   // The first attempt's reply is lost (we never wait for it), then the client retries the same command.
   const first = client.writeWithSession({ op: 'incr', key: 'counter', by: 1, session });
   const second = await client.writeWithSession({ op: 'incr', key: 'counter', by: 1, session });
@@ -108,6 +108,10 @@ test.serial('exactly once: a write whose reply was lost is retried with the same
   t.is((await client.get('counter')).kv?.value, 1);
   const next = await client.writeWithSession({ op: 'incr', key: 'counter', by: 1, session: { ...session, seq: 2 } });
   t.true(next.ok);
+  t.is((await client.get('counter')).kv?.value, 2);
+  // A session the cluster never handed out is refused, not applied: its outcome is reported unknown.
+  const made = client.writeWithSession({ op: 'incr', key: 'counter', by: 1, session: { client: 'made-up', seq: 1 } });
+  await t.throwsAsync(made, { name: 'SessionLostError' });
   t.is((await client.get('counter')).kv?.value, 2);
 });
 

@@ -173,7 +173,7 @@ test('createRaftState takes the configuration from the snapshot, not the bootstr
     id: 'n2',
     bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] },
     hardState: { term: 3, vote: null, commit: 50 },
-    snapshot: { meta: { index: 50, term: 3, conf: { voters: ['n2', 'n3', 'n4'], learners: ['n5'] } }, data: new Uint8Array() },
+    snapshot: { meta: { index: 50, term: 3, conf: { voters: ['n2', 'n3', 'n4'], learners: ['n5'] } }, data: [] },
     entries: [],
   });
   t.deepEqual(s.conf, { voters: ['n2', 'n3', 'n4'], learners: ['n5'] });

@@ -7,6 +7,7 @@ import {
   DEFAULT_MAX_KEY_BYTES,
   DEFAULT_MAX_VALUE_BYTES,
   MetadataStateMachine,
+  MAX_SESSION_WINDOW,
   decodeMetaCommand,
   encodeMetaCommand,
   type MetaCommand,
@@ -20,6 +21,12 @@ const entry = (data: Uint8Array | null): Entry => ({ index: ++index, term: 1, ty
 const run = (sm: MetadataStateMachine, cmd: MetaCommand) => sm.apply(entry(encodeMetaCommand(cmd)));
 const rawPackr = new Packr({ useRecords: false });
 const runRaw = (sm: MetadataStateMachine, raw: unknown) => sm.apply(entry(rawPackr.pack(raw)));
+/** A new session's id, as the cluster hands it out. */
+const open = (sm: MetadataStateMachine): string => {
+  const r = run(sm, { op: 'openSession' });
+  if (!r.ok || !r.session) throw new Error('openSession failed');
+  return r.session;
+};
 
 function ok(r: MetaResult) {
   if (!r.ok) throw new Error(`expected ok, got ${r.code}: ${r.message}`);
@@ -249,48 +256,78 @@ test('leaseRevoke deletes attached keys at one revision and removes the lease', 
 
 test('a retried session seq is applied once and returns the same result', (t) => {
   const sm = new MetadataStateMachine();
-  const cmd: MetaCommand = { session: { client: 'c1', seq: 1 }, op: 'incr', key: 'n', by: 1 };
+  const c1 = open(sm);
+  const c2 = open(sm);
+  t.not(c1, c2);
+  const cmd: MetaCommand = { session: { client: c1, seq: 1 }, op: 'incr', key: 'n', by: 1 };
   const first = run(sm, cmd);
   t.is(run(sm, cmd), first);
   t.deepEqual(run(sm, cmd), first);
   t.is(sm.get('n')!.value, 1);
   t.is(sm.revision, 1);
-  ok(run(sm, { session: { client: 'c1', seq: 2 }, op: 'incr', key: 'n', by: 1 }));
-  ok(run(sm, { session: { client: 'c2', seq: 1 }, op: 'incr', key: 'n', by: 1 })); // independent seq space
+  ok(run(sm, { session: { client: c1, seq: 2 }, op: 'incr', key: 'n', by: 1 }));
+  ok(run(sm, { session: { client: c2, seq: 1 }, op: 'incr', key: 'n', by: 1 })); // independent seq space
   t.is(sm.get('n')!.value, 3);
   // Failures are remembered too: a retried failed cas must not suddenly succeed.
-  const cas: MetaCommand = { session: { client: 'c1', seq: 3 }, op: 'put', key: 'n', value: 0, expectedRevision: 0 };
+  const cas: MetaCommand = { session: { client: c1, seq: 3 }, op: 'put', key: 'n', value: 0, expectedRevision: 0 };
   t.is(err(run(sm, cas)).code, 'casFailed');
   run(sm, { op: 'delete', key: 'n' });
   t.is(err(run(sm, cas)).code, 'casFailed');
   t.is(sm.get('n'), undefined);
 });
 
-test('a lower session seq is rejected as stale without applying', (t) => {
+test('an acknowledged session seq is refused as stale (sessionStale) without applying', (t) => {
   const sm = new MetadataStateMachine();
-  run(sm, { session: { client: 'c', seq: 5 }, op: 'put', key: 'k', value: 'new' });
-  t.deepEqual(run(sm, { session: { client: 'c', seq: 4 }, op: 'put', key: 'k', value: 'old' }), {
+  const c = open(sm);
+  run(sm, { session: { client: c, seq: 5 }, op: 'put', key: 'k', value: 'new' }); // no ack: sequential, acknowledges 4
+  t.deepEqual(run(sm, { session: { client: c, seq: 4 }, op: 'put', key: 'k', value: 'old' }), {
     ok: false,
-    code: 'badCommand',
-    message: 'stale session sequence',
+    code: 'sessionStale',
+    message: `seq 4 of session ${c} was acknowledged (ack 4): a late duplicate, not applied again`,
     revision: 1,
   });
   t.is(sm.get('k')!.value, 'new');
   t.is(sm.revision, 1);
 });
 
-test('the session table evicts the least recently used client beyond maxSessions', (t) => {
+test('a session never opened, or evicted as least recently used, is refused (sessionExpired), never applied twice', (t) => {
   const sm = new MetadataStateMachine({ maxSessions: 2 });
   const incr = (client: string) => run(sm, { session: { client, seq: 1 }, op: 'incr', key: 'n', by: 1 });
-  incr('a');
-  incr('b');
-  incr('a'); // retry touches a
-  incr('c'); // evicts b
+  t.is(err(incr('made-up')).code, 'sessionExpired');
+  const a = open(sm);
+  const b = open(sm);
+  incr(a);
+  incr(b);
+  incr(a); // retry touches a
+  const c = open(sm); // evicts b
+  incr(c);
   t.is(sm.get('n')!.value, 3);
-  incr('a'); // still deduplicated
+  incr(a); // still deduplicated
   t.is(sm.get('n')!.value, 3);
-  incr('b'); // forgotten: applies again
-  t.is(sm.get('n')!.value, 4);
+  // b's result is gone: its retry is refused instead of applied a second time.
+  t.is(err(incr(b)).code, 'sessionExpired');
+  t.is(sm.get('n')!.value, 3);
+  // A retried open makes another session; it never revives an old id.
+  t.not(open(sm), b);
+});
+
+test('a session keeps every result until the client acknowledges it, however many later seqs complete', (t) => {
+  // Issue 18: the window used to drop the oldest result (and advance ack) after 1,024 later
+  // writes, so a slow retry of an applied write was refused as if it had not been applied.
+  const sm = new MetadataStateMachine();
+  const c = open(sm);
+  const put = (seq: number, ack: number) => run(sm, { session: { client: c, seq, ack }, op: 'put', key: `k${seq}`, value: seq });
+  const first = ok(put(1, 0)); // applied; its reply is lost
+  for (let seq = 2; seq <= MAX_SESSION_WINDOW; seq++) ok(put(seq, 0)); // all in (ack 0, 1024]
+  t.deepEqual(put(1, 0), first, 'the retry finds its result');
+  // Beyond the window the state machine refuses, and applies nothing.
+  const over = err(put(MAX_SESSION_WINDOW + 1, 0));
+  t.is(over.code, 'sessionWindow');
+  t.is(sm.get(`k${MAX_SESSION_WINDOW + 1}`), undefined);
+  // Once the client acknowledges 1, the window moves on.
+  ok(put(MAX_SESSION_WINDOW + 1, 1));
+  t.is(err(put(1, 0)).code, 'sessionStale'); // a late duplicate of the first attempt
+  t.is(sm.get('k1')!.version, 1);
 });
 
 test('batch applies in order at one revision and returns per-op results', (t) => {
@@ -441,7 +478,8 @@ test('snapshot / restore round trip preserves everything and later behaviour', (
   const lease = ok(run(a, { op: 'leaseGrant', ttlMs: 3000 })).leaseId!;
   run(a, { op: 'put', key: 'z', value: { n: 1, bin: new Uint8Array([7]) }, lease });
   run(a, { op: 'put', key: 'a', value: [1, 'two', null, true] });
-  const sessioned: MetaCommand = { session: { client: 'c', seq: 3 }, op: 'incr', key: 'ctr', by: 10 };
+  const c = open(a);
+  const sessioned: MetaCommand = { session: { client: c, seq: 3, ack: 1 }, op: 'incr', key: 'ctr', by: 10 };
   const remembered = run(a, sessioned);
   const b = new MetadataStateMachine({ maxSessions: 3 });
   run(b, { op: 'put', key: 'junk', value: 'replaced by restore' });
@@ -459,7 +497,8 @@ test('snapshot / restore round trip preserves everything and later behaviour', (
     { op: 'leaseRevoke', id: lease },
     { op: 'put', key: 'a', value: { x: 1 }, expectedRevision: 3 },
     { op: 'leaseGrant', ttlMs: 5 },
-    { session: { client: 'c', seq: 2 }, op: 'incr', key: 'ctr', by: 1 },
+    { session: { client: c, seq: 2, ack: 1 }, op: 'incr', key: 'ctr', by: 1 },
+    { op: 'openSession' },
   ];
   for (const cmd of later) t.deepEqual(run(b, cmd), run(a, cmd));
   t.is(b.digest(), a.digest());
@@ -485,6 +524,15 @@ test('restore rejects a bad snapshot and keeps the current state', (t) => {
   t.throws(() => sm.restore(rawPackr.pack({ v: 1, revision: 1, kvs: [['k', 1, 1, 1, 1, 7]], leases: [], sessions: [] })), {
     message: /missing lease 7/,
   });
+  // Version 2: truncated, or a record missing.
+  const other = new MetadataStateMachine();
+  for (let i = 0; i < 300; i++) run(other, { op: 'put', key: `k${String(i).padStart(3, '0')}`, value: i });
+  const pieces = [...other.snapshotPieces()];
+  t.true(pieces.length > 2);
+  t.throws(() => sm.restore(pieces.slice(0, -1)), { message: /ends before all key-values/ });
+  const whole = other.snapshot();
+  t.throws(() => sm.restore(whole.subarray(0, whole.length - 3)), { message: /short of a record|undecodable/ });
+  t.throws(() => sm.restore([...pieces, pieces[1]!]), { message: /counts do not match/ });
   t.is(sm.digest(), before);
 });
 
@@ -559,10 +607,11 @@ const opArb: fc.Arbitrary<MetaCommand> = fc.oneof(
 const cmdArb: fc.Arbitrary<MetaCommand | 'garbage'> = fc
   .tuple(
     fc.oneof({ weight: 5, arbitrary: opArb }, { weight: 1, arbitrary: fc.array(opArb, { maxLength: 3 }).map((ops): MetaCommand => ({ op: 'batch', ops })) }),
-    fc.option(fc.record({ client: fc.constantFrom('c1', 'c2', 'c3'), seq: fc.integer({ min: 0, max: 6 }) }), { nil: undefined }),
+    // Session ids the state machine hands out are s1, s2, ...; s9 is never opened in a short run.
+    fc.option(fc.record({ client: fc.constantFrom('s1', 's2', 's3', 's9'), seq: fc.integer({ min: 0, max: 6 }) }), { nil: undefined }),
     fc.integer({ min: 0, max: 30 }),
   )
-  .map(([cmd, session, dice]) => (dice === 0 ? 'garbage' : session ? { session, ...cmd } : cmd));
+  .map(([cmd, session, dice]): MetaCommand | 'garbage' => (dice === 0 ? 'garbage' : dice < 4 ? { op: 'openSession' } : session ? { session, ...cmd } : cmd));
 
 test('property: restoring a snapshot at any point then applying the rest converges', (t) => {
   fc.assert(
@@ -617,7 +666,9 @@ test('sessions with ack: writes in flight together may apply in any order, each 
   const sm = new MetadataStateMachine();
   let index = 0;
   const apply = (cmd: MetaCommand) => sm.apply({ index: ++index, term: 1, type: 1, data: encodeMetaCommand(cmd) });
-  const incr = (seq: number, ack: number) => apply({ op: 'incr', key: 'n', by: 1, session: { client: 'c', seq, ack } });
+  const c = open(sm);
+  const s = open(sm);
+  const incr = (seq: number, ack: number) => apply({ op: 'incr', key: 'n', by: 1, session: { client: c, seq, ack } });
   // seqs 1..3 in flight (ack 0); they arrive 3, 1, 2, then retries of all three.
   const r3 = incr(3, 0);
   const r1 = incr(1, 0);
@@ -632,7 +683,7 @@ test('sessions with ack: writes in flight together may apply in any order, each 
   t.false(late.ok);
   t.is(sm.get('n')?.value, 4);
   // Without ack a client is sequential: a lower seq than the last is refused.
-  const seqOnly = (seq: number) => apply({ op: 'incr', key: 'm', by: 1, session: { client: 's', seq } });
+  const seqOnly = (seq: number) => apply({ op: 'incr', key: 'm', by: 1, session: { client: s, seq } });
   t.true(seqOnly(5).ok);
   t.false(seqOnly(4).ok);
   t.deepEqual(seqOnly(5), seqOnly(5));
@@ -647,10 +698,11 @@ test('a command decoded for its proposal applies exactly as the same bytes decod
   const leader = new MetadataStateMachine();
   const follower = new MetadataStateMachine();
   const cmds: MetaCommand[] = [
+    { op: 'openSession' },
     { op: 'put', key: 'a', value: { n: 1 } },
     { op: 'put', key: 'a', value: { n: 2 }, expectedRevision: 1 },
-    { op: 'put', key: 'b', value: [1, 'x'], session: { client: 'c1', seq: 1 } },
-    { op: 'put', key: 'b', value: [1, 'x'], session: { client: 'c1', seq: 1 } },
+    { op: 'put', key: 'b', value: [1, 'x'], session: { client: 's1', seq: 1 } },
+    { op: 'put', key: 'b', value: [1, 'x'], session: { client: 's1', seq: 1 } },
     { op: 'delete', key: 'a' },
   ];
   for (const cmd of cmds) {
@@ -683,4 +735,46 @@ test('listPage: keys after `after`, at most `limit`, under `maxBytes` but never 
   // `after` need not be a key; after the last key nothing remains.
   t.deepEqual(keys(sm.listPage('p/', { after: 'p/bb', limit: 1, maxBytes: big })), ['p/c']);
   t.deepEqual(sm.listPage('p/', { after: 'p/d', limit: 5, maxBytes: big }), { kvs: [], more: false });
+});
+
+test('snapshotPieces holds the state of the moment it was called while later entries apply', (t) => {
+  const sm = new MetadataStateMachine();
+  const c = open(sm);
+  const lease = ok(run(sm, { op: 'leaseGrant', ttlMs: 1000 })).leaseId!;
+  for (let i = 0; i < 1000; i++) run(sm, { op: 'put', key: `k/${String(i).padStart(4, '0')}`, value: 'v'.repeat(i % 50), lease: i % 7 === 0 ? lease : 0 });
+  ok(run(sm, { session: { client: c, seq: 1 }, op: 'incr', key: 'n', by: 1 }));
+  const atCapture = sm.digest();
+  const listed = sm.list('');
+  const pieces = sm.snapshotPieces()[Symbol.iterator]();
+  const taken: Uint8Array[] = [pieces.next().value as Uint8Array];
+  // Changes of every kind while the pieces are still being encoded.
+  run(sm, { op: 'deletePrefix', prefix: 'k/00' });
+  for (let i = 0; i < 1000; i += 3) run(sm, { op: 'put', key: `k/${String(i).padStart(4, '0')}`, value: 'changed' });
+  run(sm, { op: 'put', key: 'new', value: 1 });
+  run(sm, { op: 'leaseRevoke', id: lease });
+  ok(run(sm, { session: { client: c, seq: 2 }, op: 'incr', key: 'n', by: 1 })); // acknowledges seq 1
+  open(sm);
+  for (let p = pieces.next(); !p.done; p = pieces.next()) taken.push(p.value);
+  const copy = new MetadataStateMachine();
+  copy.restore(taken);
+  t.is(copy.digest(), atCapture);
+  t.deepEqual(copy.list(''), listed);
+  // The session as captured: seq 1's result is still there in the copy.
+  t.is(copy.apply(entry(encodeMetaCommand({ session: { client: c, seq: 1 }, op: 'incr', key: 'n', by: 1 }))).revision, listed.find((kv) => kv.key === 'n')!.modRevision);
+  t.not(sm.digest(), atCapture);
+});
+
+test('a large state is encoded and restored in bounded steps', (t) => {
+  const sm = new MetadataStateMachine();
+  const value = 'x'.repeat(256);
+  for (let i = 0; i < 20_000; i++) run(sm, { op: 'put', key: `load/${i}`, value });
+  const pieces = [...sm.snapshotPieces()];
+  t.true(pieces.length >= 20_000 / 128, `${pieces.length} pieces`);
+  t.true(Math.max(...pieces.map((p) => p.length)) < 64 * 1024, 'each piece is one small batch');
+  const copy = new MetadataStateMachine();
+  let steps = 0;
+  for (const _ of copy.restoreSteps(pieces)) steps++;
+  t.true(steps >= 20_000 / 128, `${steps} steps`);
+  t.is(copy.digest(), sm.digest());
+  t.is(copy.size, 20_000);
 });

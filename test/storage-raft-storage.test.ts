@@ -1,3 +1,4 @@
+import { concatBytes } from '../src/bytes.ts';
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -27,7 +28,7 @@ const range = (from: number, to: number, term: number, size?: number) =>
   Array.from({ length: to - from + 1 }, (_, k) => entry(from + k, term, size));
 const snap = (index: number, term: number): Snapshot => ({
   meta: { index, term, conf: { voters: ['a', 'b', 'c'], learners: [] } },
-  data: new Uint8Array([index, term, 42]),
+  data: [new Uint8Array([index, term]), new Uint8Array([42])],
 });
 
 function recordingLogger() {
@@ -127,7 +128,7 @@ test('segments rotate and a snapshot compacts segments and older snapshots', asy
   fs.crash(never);
   const { loaded } = await open(fs, { segmentBytes: 300 });
   t.is(loaded.snapshot?.meta.index, 30);
-  t.deepEqual(loaded.snapshot?.data, snap(30, 1).data);
+  t.deepEqual(concatBytes(loaded.snapshot!.data), concatBytes(snap(30, 1).data));
   t.deepEqual(loaded.entries, range(31, 40, 1, 40));
   t.is(loaded.hardState.commit, 38);
 });
@@ -195,14 +196,14 @@ test('load drops the log after a snapshot whose term disagrees with the stored e
   const { storage } = await open(fs);
   await storage.persist({ entries: range(1, 10, 1) });
   const { meta, data } = snap(6, 2);
-  await fs.writeFile(`${DIR}/${snapshotName(6)}`, encodeFrame({ meta, data, walStartSeq: 1, commit: 0 }));
+  await fs.writeFile(`${DIR}/${snapshotName(6)}`, encodeFrame({ meta, data: concatBytes(data), walStartSeq: 1, commit: 0 }));
   await fs.syncDir(DIR);
   const { loaded } = await open(fs);
   t.is(loaded.snapshot?.meta.index, 6);
   t.deepEqual(loaded.entries, []);
   t.regex(loaded.report.notes.join('\n'), /term 1, snapshot has 2/);
   // With the matching term the entries after the snapshot stay.
-  await fs.writeFile(`${DIR}/${snapshotName(7)}`, encodeFrame({ meta: { ...meta, index: 7, term: 1 }, data, walStartSeq: 1, commit: 0 }));
+  await fs.writeFile(`${DIR}/${snapshotName(7)}`, encodeFrame({ meta: { ...meta, index: 7, term: 1 }, data: concatBytes(data), walStartSeq: 1, commit: 0 }));
   t.deepEqual((await open(fs)).loaded.entries, range(8, 10, 1));
 });
 

@@ -3,7 +3,6 @@ import {
 } from './log.ts';
 import type { AppendRequest, SnapshotChunk } from './messages.ts';
 import { refreshConf, send, type RaftState } from './state.ts';
-import { concatBytes } from '../bytes.ts';
 
 /** A message from the current leader: remember it and reset the election timer. */
 export function heardFromLeader(s: RaftState, from: string): void {
@@ -63,14 +62,13 @@ export function handleSnapshotChunk(s: RaftState, m: SnapshotChunk): void {
     commitTo(s.log, meta.index);
     return reply(inc.offset, true, false);
   }
-  const data = concatBytes(inc.chunks);
-  const snapshot = { meta, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  // The chunks as received: joining hundreds of MB into one buffer would stall the event loop.
+  const snapshot = { meta, data: inc.chunks };
   restoreFromSnapshot(s.log, meta.index, meta.term);
   s.snapshot = snapshot;
   s.confIndex = 0;
   s.confTerm = 0;
   s.conf = meta.conf;
   s.out.snapshotToInstall = snapshot;
-  s.out.snapshotToSave = null;
   reply(inc.offset, true, false);
 }

@@ -3,6 +3,7 @@ import {
   appendEntries, commitTo, lastIndex, lastIndexWithTermAtMost, slice, stableLastIndex, termAt,
 } from './log.ts';
 import type { AppendResponse, SnapshotResponse } from './messages.ts';
+import { snapshotBytes, snapshotSlice } from './snapshot-data.ts';
 import { becomeProbe, becomeReplicate, becomeSnapshot, isPaused, maybeUpdate, sentEntries, type Progress } from './progress.ts';
 import { majority, quorumIndex } from './quorum.ts';
 import { refreshConf, send, type ProposalError, type RaftState } from './state.ts';
@@ -86,10 +87,11 @@ function sendChunk(s: RaftState, pr: Progress): void {
   const snap = s.snapshot!;
   if (pr.snapshotIndex !== snap.meta.index) becomeSnapshot(pr, snap.meta.index);
   const off = pr.snapshotOffset;
-  const data = snap.data.subarray(off, off + s.cfg.snapshotChunkBytes);
+  const total = snapshotBytes(snap.data);
+  const data = snapshotSlice(snap.data, off, s.cfg.snapshotChunkBytes);
   send(s, {
     type: 'snapshot', from: s.id, to: pr.id, term: s.term, meta: snap.meta, offset: off, data,
-    done: off + data.length >= snap.data.length, totalBytes: snap.data.length,
+    done: off + data.length >= total, totalBytes: total,
   });
   pr.stalledTicks = 0;
 }

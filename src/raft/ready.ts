@@ -2,6 +2,7 @@ import { assert } from './assert.ts';
 import { compact, lastIndex, markStable, nextToApply, termAt, unstableEntries } from './log.ts';
 import { flushLeader, maybeCommit } from './leader.ts';
 import { confAt, emptyOut, type RaftState, type Ready } from './state.ts';
+import type { SnapshotData } from './snapshot-data.ts';
 
 /**
  * Collect everything the node actor must do after a batch of events, in the style of
@@ -30,13 +31,16 @@ export function takeReady(s: RaftState): Ready {
   return out;
 }
 
-/** The actor took a state-machine snapshot at `index` (its applied index): compact the log. */
-export function compactTo(s: RaftState, index: number, data: Uint8Array): void {
+/**
+ * The actor took a state-machine snapshot at `index` (an index it had applied) and stored it
+ * durably: compact the log and serve it to followers that need it. Ignored when a newer snapshot
+ * (from the leader) was installed meanwhile.
+ */
+export function compactTo(s: RaftState, index: number, data: SnapshotData): void {
   if (index <= s.log.snapshotIndex) return;
   assert(index <= s.log.applied, 'snapshot beyond applied index', { index, applied: s.log.applied });
   const term = termAt(s.log, index)!;
   const snapshot = { meta: { index, term, conf: confAt(s, index) }, data };
   compact(s.log, index, term);
   s.snapshot = snapshot;
-  s.out.snapshotToSave = snapshot;
 }

@@ -69,7 +69,6 @@ export interface ReadOutcome {
 /** What the node actor must do, in order: install snapshot, persist, send, apply. */
 export interface Ready {
   snapshotToInstall: Snapshot | null;
-  snapshotToSave: Snapshot | null;
   hardState: HardState | null;
   entries: Entry[];
   messages: RaftMessage[];
@@ -85,7 +84,6 @@ export interface Ready {
 
 export const emptyOut = (): Ready => ({
   snapshotToInstall: null,
-  snapshotToSave: null,
   hardState: null,
   entries: [],
   messages: [],

@@ -1,3 +1,4 @@
+import type { SnapshotData } from './snapshot-data.ts';
 /** Plain data shared by the pure Raft core, the role machine, storage and transport. */
 
 export type NodeId = string;
@@ -35,7 +36,8 @@ export interface SnapshotMeta {
 
 export interface Snapshot {
   meta: SnapshotMeta;
-  data: Uint8Array;
+  /** The state machine's encoding in pieces (see snapshot-data.ts). */
+  data: SnapshotData;
 }
 
 /** Single-server membership changes (no joint consensus). */

@@ -108,4 +108,8 @@ export class NodeClock implements Clock {
   clearTimeout(handle: unknown): void {
     (handle as Task).cancelled = true;
   }
+
+  yield(): Promise<void> {
+    return new Promise((resolve) => this.sched.after(0, resolve));
+  }
 }

@@ -6,6 +6,8 @@
 import { createHash } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import type { StateMachine } from '../raft/state-machine.ts';
+import type { SnapshotData } from '../raft/snapshot-data.ts';
+import { concatBytes } from '../bytes.ts';
 import type { Entry } from '../raft/types.ts';
 
 export interface KvSession {
@@ -185,6 +187,15 @@ export class KvStateMachine implements StateMachine<KvResult> {
       sessions: [...this.sessions].map(([c, r]) => [c, r.seq, r.result]),
     };
     return packr.pack(snap);
+  }
+
+  /** Small state (simulator and tests): one piece. */
+  snapshotPieces(): Iterable<Uint8Array> {
+    return [this.snapshot()];
+  }
+
+  *restoreSteps(data: SnapshotData): Iterable<void> {
+    this.restore(data.length === 1 ? data[0]! : concatBytes(data));
   }
 
   restore(bytes: Uint8Array): void {

@@ -17,8 +17,15 @@
  */
 import { createHash } from 'node:crypto';
 import { Packr } from 'msgpackr';
-import type { StateMachine } from '../raft/state-machine.ts';
+import BTreeModule from 'sorted-btree';
+import { restoreNow, type StateMachine } from '../raft/state-machine.ts';
+import { PieceReader, lengthPrefixed, snapshotBytes, type SnapshotData } from '../raft/snapshot-data.ts';
 import type { Entry } from '../raft/types.ts';
+import { concatBytes } from '../bytes.ts';
+
+// sorted-btree is CommonJS with `exports.default`: Node's ESM loader hands back the exports object.
+const BTree = ((BTreeModule as unknown as { default?: unknown }).default ?? BTreeModule) as typeof BTreeModule.default;
+type BTree<K, V> = BTreeModule.default<K, V>;
 
 /** Plain msgpack-able data: string | finite number | boolean | null | Uint8Array | arrays | plain objects. */
 export type MetaValue = unknown;
@@ -27,14 +34,19 @@ export type MetaValue = unknown;
 export interface KeyValue { key: string; value: MetaValue; createRevision: number; modRevision: number; version: number; lease: number }
 
 /**
- * seq is strictly increasing per client; a retry reuses the same seq. `ack` (optional) says every
- * seq up to it has its reply at the client, so results are kept only for seqs above it: a client
- * may have many writes in flight, arriving in any order. Without `ack` the client is taken to be
- * sequential (ack = seq - 1).
+ * `client` is a session id the cluster handed out (`openSession`). seq is strictly increasing per
+ * session, from 1; a retry reuses the same seq. `ack` (optional) says every seq up to it has its
+ * reply at the client, so results are kept only for seqs above it: a client may have many writes
+ * in flight, arriving in any order. Without `ack` the client is taken to be sequential
+ * (ack = seq - 1).
  */
 export interface MetaSession { client: string; seq: number; ack?: number }
 
-/** Results remembered per client beyond its ack; older ones are forgotten (their retries are refused). */
+/**
+ * A session's seqs in flight must lie within (ack, ack + MAX_SESSION_WINDOW]: the client waits
+ * before going further, and the state machine refuses (does not apply) a seq beyond it. Results
+ * are never forgotten before the client acknowledges them, so a retry always finds its result.
+ */
 export const MAX_SESSION_WINDOW = 1024;
 
 export type MetaCommand = { session?: MetaSession } & (
@@ -48,13 +60,25 @@ export type MetaCommand = { session?: MetaSession } & (
   /** Stores registered reducer `reducer`'s outcome over the key's current value; keeps the key's lease. */
   | { op: 'reduce'; reducer: string; key: string; action: MetaValue; expectedRevision?: number }
   | { op: 'batch'; ops: MetaCommand[] }
+  /** A new session (its id in the result's `session`); carries no session itself. */
+  | { op: 'openSession' }
 );
 
-/** rejected: a reducer refused the action (its own error message is passed on). */
-export type MetaErrorCode = 'casFailed' | 'tooLarge' | 'noLease' | 'badCommand' | 'notObject' | 'rejected';
+/**
+ * rejected: a reducer refused the action (its own error message is passed on).
+ * Every code means the command was not applied (casFailed: applied, and it changed nothing), with
+ * two session codes where an EARLIER attempt of the same seq may have been applied:
+ * sessionExpired (the session is unknown: never opened, or evicted as least recently used) and
+ * sessionStale (the seq was acknowledged and its result forgotten: a late duplicate). A client
+ * reports those as "outcome unknown" when it had sent the seq before. sessionWindow: seq beyond
+ * ack + MAX_SESSION_WINDOW.
+ */
+export type MetaErrorCode =
+  | 'casFailed' | 'tooLarge' | 'noLease' | 'badCommand' | 'notObject' | 'rejected'
+  | 'sessionExpired' | 'sessionStale' | 'sessionWindow';
 
 export type MetaResult =
-  | { ok: true; revision: number; kv?: KeyValue | null; prev?: KeyValue | null; deleted?: number; leaseId?: number; results?: MetaResult[] }
+  | { ok: true; revision: number; kv?: KeyValue | null; prev?: KeyValue | null; deleted?: number; leaseId?: number; results?: MetaResult[]; session?: string }
   | { ok: false; code: MetaErrorCode; message: string; revision: number };
 
 /** A delete event's kv is a tombstone (value null, modRevision = the delete's revision); prev holds the deleted pair. */
@@ -179,6 +203,10 @@ function parseCommand(raw: unknown, path: string, nested: boolean): MetaCommand 
     case 'leaseRevoke':
       cmd = { op: 'leaseRevoke', id: isUint(c.id) && c.id > 0 ? c.id : bad('id must be a positive integer') };
       break;
+    case 'openSession':
+      if (nested) bad('openSession cannot be batched');
+      if (c.session !== undefined) bad('openSession carries no session');
+      return { op: 'openSession' };
     case 'batch':
       if (nested) bad('batches cannot be nested');
       if (!Array.isArray(c.ops)) bad('ops must be an array');
@@ -205,7 +233,6 @@ function deepFreeze<T>(v: T, depth = 0): T {
   return Object.freeze(v);
 }
 
-const byKey = (a: KeyValue, b: KeyValue) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 
 /** A listener bug must neither abort an apply half-way nor change this replica's state; surface it like an uncaught event error. */
 function notify(call: () => void): void {
@@ -226,7 +253,7 @@ function subscribe<A extends unknown[]>(set: Set<(...args: A) => void>, fn: (...
 }
 
 type Outcome =
-  | { ok: true; kv?: KeyValue | null; prev?: KeyValue | null; deleted?: number; leaseId?: number; results?: Outcome[] }
+  | { ok: true; kv?: KeyValue | null; prev?: KeyValue | null; deleted?: number; leaseId?: number; results?: Outcome[]; session?: string }
   | { ok: false; code: MetaErrorCode; message: string };
 
 const fail = (code: MetaErrorCode, message: string): Outcome => ({ ok: false, code, message });
@@ -245,26 +272,53 @@ interface Txn { rev: number; undo: (() => void)[]; events: WatchEvent[]; changed
 
 interface Lease { ttlMs: number; keys: Set<string> }
 
-/** Snapshot layout: arrays in an order we fix (keys sorted, leases by id, sessions LRU-first) so bytes are deterministic. */
-interface MetaSnapshot {
+type KvTuple = [key: string, value: MetaValue, createRevision: number, modRevision: number, version: number, lease: number];
+type SessionTuple = [client: string, ack: number, results: [seq: number, result: MetaResult][]];
+
+/** Version 1 (older members): one msgpack map holding everything. Still restored. */
+interface MetaSnapshotV1 {
   v: 1;
   revision: number;
-  kvs: [key: string, value: MetaValue, createRevision: number, modRevision: number, version: number, lease: number][];
+  kvs: KvTuple[];
   leases: [id: number, ttlMs: number][];
-  sessions: [client: string, ack: number, results: [seq: number, result: MetaResult][]][];
+  sessions: SessionTuple[];
 }
+
+/**
+ * Version 2: length-prefixed records after a 4-byte magic: this header, then the sessions
+ * (LRU-first) and the key-values (sorted) in batches, so encoding and restoring go a batch at a
+ * time. The order is fixed, so every replica's bytes for the same state are the same.
+ */
+interface MetaSnapshotHeader {
+  v: 2;
+  revision: number;
+  sessionsOpened: number;
+  leases: [id: number, ttlMs: number][];
+  sessionCount: number;
+  kvCount: number;
+}
+
+const SNAPSHOT_MAGIC = new Uint8Array([0x53, 0x43, 0x4d, 0x02]); // "SCM" 2
+/** Key-values per snapshot record: ~35 KB with 256-byte values; bounded work per step. */
+const SNAPSHOT_KV_BATCH = 128;
+const SNAPSHOT_SESSION_BATCH = 64;
 
 interface SessionRecord {
   /** Every seq ≤ ack is acknowledged by the client: never applied again. */
   ack: number;
   results: Map<number, MetaResult>;
+  /** Snapshot generation it was created in: a record from an older one may be in a snapshot being encoded, so it is copied before a change. */
+  gen: number;
 }
 
 export class MetadataStateMachine implements StateMachine<MetaResult> {
-  private kvs = new Map<string, KeyValue>();
+  /** Sorted (listing pages without sorting everything) and cloned in O(1) for a snapshot (copy-on-write nodes). */
+  private kvs: BTree<string, KeyValue> = new BTree<string, KeyValue>();
   private leaseTable = new Map<number, Lease>();
   /** Map iteration order = LRU order by log position: touching a client re-inserts it at the end. */
   private sessions = new Map<string, SessionRecord>();
+  private sessionGen = 0;
+  private sessionsOpened = 0;
   private rev = 0;
   private history: WatchEvent[] = [];
   private historyStart = 0;
@@ -318,26 +372,48 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
       return finish(fail('badCommand', (err as Error).message), this.rev);
     }
     const s = cmd.session;
-    if (!s) return this.run(cmd);
-    const rec = this.sessions.get(s.client) ?? { ack: -1, results: new Map<number, MetaResult>() };
-    let result: MetaResult;
-    const known = rec.results.get(s.seq);
-    if (known) result = known; // a retry of an already-applied command: do not apply twice
-    else if (s.seq <= rec.ack) result = finish(fail('badCommand', 'stale session sequence'), this.rev);
-    else {
-      result = this.run(cmd);
-      rec.results.set(s.seq, result);
+    if (!s) return cmd.op === 'openSession' ? this.openSession() : this.run(cmd);
+    const found = this.sessions.get(s.client);
+    if (!found) {
+      return finish(fail('sessionExpired', `session ${s.client} is unknown or expired (the cluster keeps the ${this.maxSessions} most recently used sessions); this attempt was not applied`), this.rev);
     }
-    const ack = s.ack ?? s.seq - 1;
-    if (ack > rec.ack) rec.ack = ack;
-    for (const seq of rec.results.keys()) if (seq <= rec.ack) rec.results.delete(seq);
-    while (rec.results.size > MAX_SESSION_WINDOW) {
-      const oldest = Math.min(...rec.results.keys());
-      rec.results.delete(oldest);
-      rec.ack = Math.max(rec.ack, oldest);
+    const known = found.results.get(s.seq);
+    if (known) {
+      this.touch(s.client, found);
+      return known; // a retry of an already-applied command: do not apply twice
+    }
+    if (s.seq <= found.ack) {
+      return finish(fail('sessionStale', `seq ${s.seq} of session ${s.client} was acknowledged (ack ${found.ack}): a late duplicate, not applied again`), this.rev);
+    }
+    const ack = Math.max(found.ack, s.ack ?? s.seq - 1);
+    if (s.seq - ack > MAX_SESSION_WINDOW) {
+      return finish(fail('sessionWindow', `seq ${s.seq} of session ${s.client} is more than ${MAX_SESSION_WINDOW} beyond its acknowledged seq ${ack}; not applied`), this.rev);
+    }
+    const rec = this.own(s.client, found);
+    const result = this.run(cmd);
+    rec.results.set(s.seq, result);
+    if (ack > rec.ack) {
+      rec.ack = ack;
+      for (const seq of rec.results.keys()) if (seq <= ack) rec.results.delete(seq);
     }
     this.touch(s.client, rec);
     return result;
+  }
+
+  /** Session ids come from a counter in the state: a retried open makes another session, never revives an expired one. */
+  private openSession(): MetaResult {
+    const id = `s${++this.sessionsOpened}`;
+    this.sessions.set(id, { ack: 0, results: new Map(), gen: this.sessionGen });
+    this.evictSessions();
+    return finish({ ok: true, session: id }, this.rev);
+  }
+
+  /** The record to change: a copy if a snapshot being encoded may hold this one. */
+  private own(client: string, rec: SessionRecord): SessionRecord {
+    if (rec.gen === this.sessionGen) return rec;
+    const copy = { ack: rec.ack, results: new Map(rec.results), gen: this.sessionGen };
+    this.sessions.set(client, copy);
+    return copy;
   }
 
   private touch(client: string, rec: SessionRecord): void {
@@ -418,6 +494,8 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
         txn.changed = true;
         return { ok: true, deleted: keys.length, leaseId: cmd.id };
       }
+      case 'openSession':
+        return fail('badCommand', 'openSession cannot be batched'); // parseCommand refuses it already
       case 'batch': {
         const results: Outcome[] = [];
         for (const [i, op] of cmd.ops.entries()) {
@@ -542,11 +620,18 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
     return this.kvs.get(key);
   }
 
-  /** Sorted by key (JS string order); '' lists all. */
+  /** Sorted by key (JS string order); '' lists all. Costs what it returns, not the store's size. */
   list(prefix: string): KeyValue[] {
     const out: KeyValue[] = [];
-    for (const kv of this.kvs.values()) if (kv.key.startsWith(prefix)) out.push(kv);
-    return out.sort(byKey);
+    for (const [key, kv] of this.kvs.entries(prefix)) {
+      if (!key.startsWith(prefix)) break;
+      out.push(kv);
+    }
+    return out;
+  }
+
+  get size(): number {
+    return this.kvs.size;
   }
 
   /**
@@ -555,18 +640,19 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
    * whether keys remain after the last one returned.
    */
   listPage(prefix: string, o: { after?: string; limit: number; maxBytes: number }): { kvs: KeyValue[]; more: boolean } {
-    const all = this.list(prefix);
-    let i = 0;
-    if (o.after !== undefined) while (i < all.length && all[i]!.key <= o.after) i++;
+    const from = o.after !== undefined && o.after > prefix ? o.after : prefix;
     const kvs: KeyValue[] = [];
     let bytes = 0;
-    for (; i < all.length && kvs.length < o.limit; i++) {
-      const size = packr.pack(all[i]).byteLength;
-      if (kvs.length > 0 && bytes + size > o.maxBytes) break;
-      kvs.push(all[i]!);
+    for (const [key, kv] of this.kvs.entries(from)) {
+      if (!key.startsWith(prefix)) break;
+      if (o.after !== undefined && key <= o.after) continue;
+      if (kvs.length >= o.limit) return { kvs, more: true };
+      const size = packr.pack(kv).byteLength;
+      if (kvs.length > 0 && bytes + size > o.maxBytes) return { kvs, more: true };
+      kvs.push(kv);
       bytes += size;
     }
-    return { kvs, more: i < all.length };
+    return { kvs, more: false };
   }
 
   leases(): { id: number; ttlMs: number; keys: string[] }[] {
@@ -603,22 +689,79 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
     return subscribe(this.appliedListeners, fn);
   }
 
-  snapshot(): Uint8Array {
-    const snap: MetaSnapshot = {
-      v: 1,
+  /**
+   * The state at this point, captured in O(sessions + leases): the key-value tree is cloned
+   * copy-on-write and session records are copied when next changed. Encoded a batch per piece.
+   */
+  snapshotPieces(): Iterable<Uint8Array> {
+    const kvs = this.kvs.clone();
+    const sessions = [...this.sessions];
+    this.sessionGen++;
+    const header: MetaSnapshotHeader = {
+      v: 2,
       revision: this.rev,
-      kvs: this.list('').map((kv) => [kv.key, kv.value, kv.createRevision, kv.modRevision, kv.version, kv.lease]),
+      sessionsOpened: this.sessionsOpened,
       leases: [...this.leaseTable].sort(([a], [b]) => a - b).map(([id, l]) => [id, l.ttlMs]),
-      sessions: [...this.sessions].map(([client, r]) => [client, r.ack, [...r.results].sort(([a], [b]) => a - b)]),
+      sessionCount: sessions.length,
+      kvCount: kvs.size,
     };
-    return packr.pack(snap);
+    return encodeSnapshot(header, sessions, kvs);
   }
 
-  /** Replaces everything; on a bad snapshot it throws and leaves the current state untouched. Listeners are kept. */
-  restore(data: Uint8Array): void {
-    let snap: MetaSnapshot;
+  /** The whole snapshot in one buffer (tests, digest; members use snapshotPieces). */
+  snapshot(): Uint8Array {
+    return concatBytes([...this.snapshotPieces()]);
+  }
+
+  /**
+   * Replaces everything, a batch per step; on a bad snapshot it throws and leaves the current
+   * state untouched. Listeners are kept.
+   */
+  *restoreSteps(data: SnapshotData): Iterable<void> {
+    const reader = new PieceReader(data);
+    if (reader.done) throw new Error('metadata snapshot: empty');
+    const magic = snapshotBytes(data) >= SNAPSHOT_MAGIC.length ? reader.read(SNAPSHOT_MAGIC.length) : null;
+    if (!magic || !SNAPSHOT_MAGIC.every((b, i) => magic[i] === b)) {
+      this.restoreV1(concatBytes(data));
+      return;
+    }
+    const header = unpackRecord(reader) as MetaSnapshotHeader;
+    if (!isPlainObject(header) || header.v !== 2 || !isUint(header.revision) || !isUint(header.sessionsOpened)
+      || !Array.isArray(header.leases) || !isUint(header.sessionCount) || !isUint(header.kvCount)) {
+      throw new Error('metadata snapshot: unsupported format');
+    }
+    const sessions = new Map<string, SessionRecord>();
+    while (sessions.size < header.sessionCount) {
+      for (const t of unpackBatch(reader, 'sessions') as SessionTuple[]) sessions.set(t[0], sessionRecord(t, this.sessionGen));
+      yield;
+    }
+    const leases = new Map<number, Lease>(header.leases.map(([id, ttlMs]) => [id, { ttlMs, keys: new Set<string>() }]));
+    const kvs = new BTree<string, KeyValue>();
+    let last: string | null = null;
+    while (kvs.size < header.kvCount) {
+      for (const t of unpackBatch(reader, 'key-values') as KvTuple[]) {
+        const kv = kvFromTuple(t, leases);
+        if (last !== null && !(kv.key > last)) throw new Error(`metadata snapshot: key "${kv.key}" out of order`);
+        last = kv.key;
+        kvs.set(kv.key, kv);
+      }
+      yield;
+    }
+    if (kvs.size !== header.kvCount || sessions.size !== header.sessionCount || !reader.done) {
+      throw new Error('metadata snapshot: record counts do not match its header');
+    }
+    this.install(header.revision, header.sessionsOpened, kvs, leases, sessions);
+  }
+
+  /** restoreSteps all at once (tests and tools). */
+  restore(data: Uint8Array | SnapshotData): void {
+    restoreNow(this, data);
+  }
+
+  private restoreV1(data: Uint8Array): void {
+    let snap: MetaSnapshotV1;
     try {
-      snap = packr.unpack(data) as MetaSnapshot;
+      snap = packr.unpack(data) as MetaSnapshotV1;
     } catch (err) {
       throw new Error(`metadata snapshot: undecodable (${(err as Error).message})`);
     }
@@ -626,20 +769,19 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
       throw new Error('metadata snapshot: unsupported format');
     }
     const leases = new Map<number, Lease>(snap.leases.map(([id, ttlMs]) => [id, { ttlMs, keys: new Set<string>() }]));
-    const kvs = new Map<string, KeyValue>();
-    for (const [key, value, createRevision, modRevision, version, lease] of snap.kvs) {
-      if (lease) {
-        const l = leases.get(lease);
-        if (!l) throw new Error(`metadata snapshot: key "${key}" references missing lease ${lease}`);
-        l.keys.add(key);
-      }
-      kvs.set(key, Object.freeze({ key, value: deepFreeze(value), createRevision, modRevision, version, lease }));
-    }
-    this.sessions = new Map(snap.sessions.map(([client, ack, results]) => [client, { ack, results: new Map(results.map(([seq, r]) => [seq, deepFreeze(r)])) }]));
+    const kvs = new BTree<string, KeyValue>();
+    for (const t of snap.kvs) kvs.set(t[0], kvFromTuple(t, leases));
+    // v1 sessions were client-chosen ids: a retry from one now gets sessionExpired (unknown outcome), never a second apply.
+    this.install(snap.revision, 0, kvs, leases, new Map());
+  }
+
+  private install(revision: number, sessionsOpened: number, kvs: BTree<string, KeyValue>, leases: Map<number, Lease>, sessions: Map<string, SessionRecord>): void {
+    this.sessions = sessions;
+    this.sessionsOpened = sessionsOpened;
     this.evictSessions();
     this.kvs = kvs;
     this.leaseTable = leases;
-    this.rev = snap.revision;
+    this.rev = revision;
     this.history = [];
     this.historyStart = 0;
     this.compactRev = this.rev;
@@ -649,4 +791,59 @@ export class MetadataStateMachine implements StateMachine<MetaResult> {
   digest(): string {
     return createHash('sha256').update(this.snapshot()).digest('hex');
   }
+}
+
+function* encodeSnapshot(header: MetaSnapshotHeader, sessions: [string, SessionRecord][], kvs: BTree<string, KeyValue>): Generator<Uint8Array> {
+  const head = lengthPrefixed(packr.pack(header));
+  const first = new Uint8Array(SNAPSHOT_MAGIC.length + head.length);
+  first.set(SNAPSHOT_MAGIC);
+  first.set(head, SNAPSHOT_MAGIC.length);
+  yield first;
+  for (let i = 0; i < sessions.length; i += SNAPSHOT_SESSION_BATCH) {
+    const batch: SessionTuple[] = sessions.slice(i, i + SNAPSHOT_SESSION_BATCH)
+      .map(([client, r]) => [client, r.ack, [...r.results].sort(([a], [b]) => a - b)]);
+    yield lengthPrefixed(packr.pack(batch));
+  }
+  let batch: KvTuple[] = [];
+  for (const [, kv] of kvs.entries()) {
+    batch.push([kv.key, kv.value, kv.createRevision, kv.modRevision, kv.version, kv.lease]);
+    if (batch.length === SNAPSHOT_KV_BATCH) {
+      yield lengthPrefixed(packr.pack(batch));
+      batch = [];
+    }
+  }
+  if (batch.length) yield lengthPrefixed(packr.pack(batch));
+}
+
+function unpackRecord(reader: PieceReader): unknown {
+  try {
+    const rec = reader.record();
+    // As a Buffer, like entry bytes: binary values then decode as Buffers on every path.
+    return packr.unpack(Buffer.from(rec.buffer, rec.byteOffset, rec.byteLength));
+  } catch (err) {
+    throw new Error(`metadata snapshot: undecodable record (${(err as Error).message})`);
+  }
+}
+
+function unpackBatch(reader: PieceReader, what: string): unknown[] {
+  if (reader.done) throw new Error(`metadata snapshot: ends before all ${what}`);
+  const batch = unpackRecord(reader);
+  if (!Array.isArray(batch) || batch.length === 0) throw new Error(`metadata snapshot: bad ${what} record`);
+  return batch;
+}
+
+function kvFromTuple(t: KvTuple, leases: Map<number, Lease>): KeyValue {
+  if (!Array.isArray(t) || typeof t[0] !== 'string') throw new Error('metadata snapshot: bad key-value');
+  const [key, value, createRevision, modRevision, version, lease] = t;
+  if (lease) {
+    const l = leases.get(lease);
+    if (!l) throw new Error(`metadata snapshot: key "${key}" references missing lease ${lease}`);
+    l.keys.add(key);
+  }
+  return Object.freeze({ key, value: deepFreeze(value), createRevision, modRevision, version, lease });
+}
+
+function sessionRecord(t: SessionTuple, gen: number): SessionRecord {
+  if (!Array.isArray(t) || typeof t[0] !== 'string' || !isUint(t[1]) || !Array.isArray(t[2])) throw new Error('metadata snapshot: bad session');
+  return { ack: t[1], results: new Map(t[2].map(([seq, r]) => [seq, deepFreeze(r)])), gen };
 }

@@ -11,16 +11,20 @@
  * on disk, and replaying a stale older segment could resurrect truncated entries.
  */
 import { join } from 'node:path';
-import type { Entry, HardState, Snapshot } from '../raft/types.ts';
+import type { Entry, HardState, Snapshot, SnapshotMeta } from '../raft/types.ts';
+import type { SnapshotData } from '../raft/snapshot-data.ts';
+import { crc32 } from 'node:zlib';
 import type { LoadedState, PersistBatch, RaftStorage, RecoveryReport, StorageStats } from './types.ts';
 import type { AppendHandle, FileSystem } from './fs.ts';
 import { StorageClosedError, StorageFailedError, StorageUsageError, WalCorruptionError } from './errors.ts';
 import {
   TERM_FILE,
   TMP_SUFFIX,
+  SNAPSHOT_FILE_MAGIC,
   decodeSnapshotFile,
   decodeTermFile,
   encodeFrame,
+  encodeSnapshotTrailer,
   entriesRecord,
   parseSegmentName,
   parseSnapshotName,
@@ -59,9 +63,21 @@ interface Waiter {
   resolve(): void;
   reject(err: unknown): void;
 }
+/** Where a snapshot leaves the log: decided when its file is started, from the log as it stands. */
+interface Placement {
+  keepLog: boolean;
+  walStartSeq: number;
+  commit: number;
+}
+
 type Op =
   | ({ kind: 'persist'; batch: PersistBatch } & Waiter)
-  | ({ kind: 'snapshot'; snapshot: Snapshot; discardLog: boolean } & Waiter);
+  | ({ kind: 'snapshot'; snapshot: Snapshot; discardLog: boolean } & Waiter)
+  /** An own snapshot whose temp file is written and synced: make it the base. */
+  | ({ kind: 'snapshotCommit'; meta: SnapshotMeta; placement: Placement } & Waiter);
+
+/** Snapshot pieces are written in batches of about this size (fewer syscalls, bounded copies). */
+const SNAPSHOT_WRITE_BYTES = 1024 * 1024;
 
 const silentLogger: StorageLogger = { info() {}, warn() {} };
 
@@ -86,6 +102,8 @@ export class DiskRaftStorage implements RaftStorage {
   private nextSeq = 1;
 
   private readonly queue: Op[] = [];
+  /** Own snapshots being written outside the writer queue. */
+  private readonly background = new Set<Promise<void>>();
   private draining: Promise<void> | null = null; // the writer loop, while it runs
   private failure: unknown = null;
   private state: 'new' | 'loaded' | 'closed' = 'new';
@@ -108,13 +126,39 @@ export class DiskRaftStorage implements RaftStorage {
     return this.enqueue((w) => ({ kind: 'persist', batch, ...w }));
   }
 
+  /**
+   * A snapshot from the leader (discardLog) is written in the writer queue: nothing else may touch
+   * the log meanwhile. An own snapshot (of entries this log holds) is written to its temp file
+   * outside the queue — for a large state that takes seconds, and WAL appends must go on — and
+   * only made the base (rename, compaction) in the queue.
+   */
   saveSnapshot(snapshot: Snapshot, opts: { discardLog: boolean }): Promise<void> {
-    return this.enqueue((w) => ({ kind: 'snapshot', snapshot, discardLog: opts.discardLog, ...w }));
+    if (opts.discardLog || this.state !== 'loaded' || this.failure !== null) {
+      return this.enqueue((w) => ({ kind: 'snapshot', snapshot, discardLog: opts.discardLog, ...w }));
+    }
+    const job = this.writeOwnSnapshot(snapshot);
+    this.background.add(job);
+    const done = () => void this.background.delete(job);
+    job.then(done, done);
+    return job;
+  }
+
+  private async writeOwnSnapshot(snapshot: Snapshot): Promise<void> {
+    const { meta } = snapshot;
+    if (meta.index <= this.snapIndex) return this.ignoreSnapshot(meta);
+    const placement = this.place(meta, false);
+    if (!placement.keepLog) {
+      // Not a snapshot of our own log (its entry is not ours): the queue handles it as an install.
+      return this.enqueue((w) => ({ kind: 'snapshot', snapshot, discardLog: false, ...w }));
+    }
+    await this.writeSnapshotTemp(snapshot, placement);
+    return this.enqueue((w) => ({ kind: 'snapshotCommit', meta, placement, ...w }));
   }
 
   async close(): Promise<void> {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    await Promise.allSettled([...this.background]);
     await this.draining;
     const active = this.active;
     this.active = null;
@@ -146,11 +190,12 @@ export class DiskRaftStorage implements RaftStorage {
           return;
         }
         const group: Op[] = [];
-        if (this.queue[0]!.kind === 'snapshot') group.push(this.queue.shift()!);
+        if (this.queue[0]!.kind !== 'persist') group.push(this.queue.shift()!);
         else while (this.queue[0]?.kind === 'persist') group.push(this.queue.shift()!);
         try {
           const head = group[0]!;
           if (head.kind === 'snapshot') await this.writeSnapshot(head.snapshot, head.discardLog);
+          else if (head.kind === 'snapshotCommit') await this.commitSnapshot(head.meta, head.placement);
           else await this.writeGroup(group as Extract<Op, { kind: 'persist' }>[]);
           // Calls rejected as malformed inside writeGroup stay rejected: a promise settles once.
           for (const op of group) op.resolve();
@@ -283,24 +328,69 @@ export class DiskRaftStorage implements RaftStorage {
     this.counters.bytesWritten += bytes.length;
   }
 
-  private async writeSnapshot(snapshot: Snapshot, discardLog: boolean): Promise<void> {
-    const { meta } = snapshot;
-    if (meta.index <= this.snapIndex) {
-      this.logger.info({ index: meta.index, snapIndex: this.snapIndex }, 'snapshot not newer than the stored one: ignored');
-      return;
-    }
+  private ignoreSnapshot(meta: SnapshotMeta): void {
+    this.logger.info({ index: meta.index, snapIndex: this.snapIndex }, 'snapshot not newer than the stored one: ignored');
+  }
+
+  private place(meta: SnapshotMeta, discardLog: boolean): Placement {
     // Raft keeps the log after a snapshot only when our entry at its index has its term.
     const keepLog = !discardLog && this.termAt(meta.index) === meta.term;
     let walStartSeq = this.nextSeq; // discarding: start over in a fresh segment
     if (keepLog) {
+      // Entries after the snapshot are where they are now or in later segments (appends go to the
+      // active segment or a newer one), so replaying from here stays right while the file is written.
       const firstAfter = meta.index - this.snapIndex; // position of entry index + 1 in entrySegs
       walStartSeq = this.entrySegs[firstAfter] ?? this.active?.seq ?? this.nextSeq;
       for (let k = firstAfter; k < this.entrySegs.length; k++) walStartSeq = Math.min(walStartSeq, this.entrySegs[k]!);
     }
     // The commit as it stands after this snapshot: a discarded log cannot keep a commit past it.
     const commit = keepLog ? Math.max(this.hard.commit, meta.index) : meta.index;
-    const file: SnapshotFile = { meta, data: snapshot.data, walStartSeq, commit };
-    await this.writeAtomic(snapshotName(meta.index), encodeFrame(file));
+    return { keepLog, walStartSeq, commit };
+  }
+
+  /** magic, data (piece by piece, CRC as it goes), trailer; then datasync. Each write awaits, so the event loop keeps turning. */
+  private async writeSnapshotTemp(snapshot: Snapshot, p: Placement): Promise<void> {
+    const tmp = this.path(snapshotName(snapshot.meta.index) + TMP_SUFFIX);
+    const handle = await this.fs.openAppend(tmp);
+    try {
+      await handle.truncate(0); // a leftover of an attempt that failed in this process
+      await handle.append(SNAPSHOT_FILE_MAGIC);
+      let crc = 0;
+      let bytes = 0;
+      for (const batch of writeBatches(snapshot.data)) {
+        crc = crc32(batch, crc);
+        bytes += batch.length;
+        await handle.append(batch);
+      }
+      await handle.append(encodeSnapshotTrailer({ meta: snapshot.meta, walStartSeq: p.walStartSeq, commit: p.commit, dataBytes: bytes, dataCrc: crc }));
+      await handle.datasync();
+      this.counters.fsyncs++;
+      this.counters.bytesWritten += bytes;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private async writeSnapshot(snapshot: Snapshot, discardLog: boolean): Promise<void> {
+    const { meta } = snapshot;
+    if (meta.index <= this.snapIndex) return this.ignoreSnapshot(meta);
+    const placement = this.place(meta, discardLog);
+    await this.writeSnapshotTemp(snapshot, placement);
+    await this.commitSnapshot(meta, placement);
+  }
+
+  /** Renames the synced temp file into place and makes it the base: the log before it goes. */
+  private async commitSnapshot(meta: SnapshotMeta, placement: Placement): Promise<void> {
+    const tmp = this.path(snapshotName(meta.index) + TMP_SUFFIX);
+    if (meta.index <= this.snapIndex) {
+      // A newer snapshot from the leader was installed while this one was written.
+      await this.fs.remove(tmp);
+      return this.ignoreSnapshot(meta);
+    }
+    const { keepLog, walStartSeq, commit } = placement;
+    await this.fs.rename(tmp, this.path(snapshotName(meta.index)));
+    await this.fs.syncDir(this.dir);
+    this.counters.fsyncs++;
 
     // Now durable: the snapshot is the new base.
     if (keepLog) {
@@ -469,4 +559,27 @@ export class DiskRaftStorage implements RaftStorage {
     }
     return null;
   }
+}
+
+/** The pieces regrouped into writes of about SNAPSHOT_WRITE_BYTES (a large piece goes alone). */
+function* writeBatches(data: SnapshotData): Generator<Uint8Array> {
+  let group: Uint8Array[] = [];
+  let size = 0;
+  for (const piece of data) {
+    if (piece.length >= SNAPSHOT_WRITE_BYTES) {
+      if (group.length) yield concat(group);
+      group = [];
+      size = 0;
+      yield piece;
+      continue;
+    }
+    group.push(piece);
+    size += piece.length;
+    if (size >= SNAPSHOT_WRITE_BYTES) {
+      yield concat(group);
+      group = [];
+      size = 0;
+    }
+  }
+  if (group.length) yield concat(group);
 }

@@ -9,6 +9,7 @@
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import type { ConfState, Entry, EntryType, NodeId, SnapshotMeta } from '../raft/types.ts';
+import type { SnapshotData } from '../raft/snapshot-data.ts';
 import { WalCorruptionError } from './errors.ts';
 
 export const FRAME_MAGIC = 0x5357; // "SW"
@@ -137,7 +138,7 @@ export function decodeFramedFile(file: string, bytes: Uint8Array): unknown {
 /** Snapshot file content: the snapshot plus where WAL replay must start after compaction. */
 export interface SnapshotFile {
   meta: SnapshotMeta;
-  data: Uint8Array;
+  data: SnapshotData;
   /** Segments below this are obsolete; segments from it on are replayed. */
   walStartSeq: number;
   /** Commit index right after the snapshot (its commit records may have been compacted). */
@@ -150,25 +151,60 @@ function isConf(x: unknown): x is ConfState {
   return typeof x === 'object' && x !== null && names(c.voters) && names(c.learners);
 }
 
-export function decodeSnapshotFile(file: string, index: number, bytes: Uint8Array): SnapshotFile {
-  const v = decodeFramedFile(file, bytes) as Partial<SnapshotFile> | null;
+/**
+ * Snapshot file, version 2: magic | the state machine's bytes | trailer frame | u32 trailer frame
+ * length. The data goes first so it can be streamed to disk piece by piece (a large state is
+ * hundreds of MB) while its CRC is computed; the trailer says what it is and checks it.
+ * Version 1 (still read): one frame holding meta, data, walStartSeq and commit.
+ */
+export const SNAPSHOT_FILE_MAGIC = new TextEncoder().encode('SCSNAP2\n');
+
+export interface SnapshotTrailer {
+  meta: SnapshotMeta;
+  walStartSeq: number;
+  commit: number;
+  dataBytes: number;
+  dataCrc: number;
+}
+
+export function encodeSnapshotTrailer(t: SnapshotTrailer): Uint8Array {
+  const frame = encodeFrame(t);
+  const out = new Uint8Array(frame.length + 4);
+  out.set(frame);
+  new DataView(out.buffer).setUint32(frame.length, frame.length);
+  return out;
+}
+
+function checkSnapshotShape(file: string, index: number, v: Partial<SnapshotTrailer & SnapshotFile> | null): SnapshotMeta {
   const meta = v?.meta;
-  const valid =
-    meta !== undefined &&
-    isCount(meta.index) &&
-    isCount(meta.term) &&
-    isConf(meta.conf) &&
-    v!.data instanceof Uint8Array &&
-    isCount(v!.walStartSeq) &&
-    isCount(v!.commit);
+  const valid = meta !== undefined && isCount(meta.index) && isCount(meta.term) && isConf(meta.conf) && isCount(v!.walStartSeq) && isCount(v!.commit);
   if (!valid) throw new WalCorruptionError(file, 0, 'snapshot of unknown shape');
   if (meta.index !== index) throw new WalCorruptionError(file, 0, `holds index ${meta.index}, name says ${index}`);
-  return {
-    meta: { index: meta.index, term: meta.term, conf: { voters: meta.conf.voters, learners: meta.conf.learners } },
-    data: toPlainBytes(v!.data!)!,
-    walStartSeq: v!.walStartSeq!,
-    commit: v!.commit!,
-  };
+  return { index: meta.index, term: meta.term, conf: { voters: meta.conf.voters, learners: meta.conf.learners } };
+}
+
+export function decodeSnapshotFile(file: string, index: number, bytes: Uint8Array): SnapshotFile {
+  const magic = SNAPSHOT_FILE_MAGIC;
+  if (bytes.length >= magic.length && magic.every((b, i) => bytes[i] === b)) {
+    if (bytes.length < magic.length + 4) throw new WalCorruptionError(file, 0, 'snapshot file too short');
+    const frameLen = new DataView(bytes.buffer, bytes.byteOffset + bytes.length - 4, 4).getUint32(0);
+    const at = bytes.length - 4 - frameLen;
+    if (frameLen === 0 || at < magic.length) throw new WalCorruptionError(file, bytes.length - 4, 'bad trailer length');
+    const frame = checkFrame(bytes.subarray(0, bytes.length - 4), at);
+    if (!frame.ok) throw new WalCorruptionError(file, at, `trailer: ${frame.reason}`);
+    const t = decodePayload(file, bytes, at, frame.length) as Partial<SnapshotTrailer> | null;
+    const meta = checkSnapshotShape(file, index, t);
+    if (!isCount(t!.dataBytes) || !isCount(t!.dataCrc) || t!.dataBytes !== at - magic.length) {
+      throw new WalCorruptionError(file, at, 'trailer does not match the data length');
+    }
+    const data = bytes.subarray(magic.length, at);
+    if (crc32(data) !== t!.dataCrc) throw new WalCorruptionError(file, magic.length, 'snapshot data crc mismatch');
+    return { meta, data: [data], walStartSeq: t!.walStartSeq!, commit: t!.commit! };
+  }
+  const v = decodeFramedFile(file, bytes) as Partial<SnapshotFile & { data: Uint8Array }> | null;
+  const meta = checkSnapshotShape(file, index, v);
+  if (!(v!.data instanceof Uint8Array)) throw new WalCorruptionError(file, 0, 'snapshot of unknown shape');
+  return { meta, data: [toPlainBytes(v!.data)!], walStartSeq: v!.walStartSeq!, commit: v!.commit! };
 }
 
 export function decodeTermFile(bytes: Uint8Array): { term: number; vote: NodeId | null } {
