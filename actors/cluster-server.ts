@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { decodeEnvelope, DecodeError, encodeEnvelope } from '../src/codec.ts';
 import { BadRequestError, NoQuorumError, NotLeaderError, ReplyTooLargeError, TimeoutError } from '../src/errors.ts';
-import { Counters, EventLoopLag, FSYNC_MS_BUCKETS, GC_MS_BUCKETS, Histogram, RateLimitedLog, type LoopLagJSON } from '../src/metrics.ts';
+import { Counters, EventLoopLag, FSYNC_MS_BUCKETS, GC_MS_BUCKETS, Histogram, RateLimitedLog } from '../src/metrics.ts';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { createServer, type Server } from 'node:http';
 import { checkRequest, errorBody, MAX_LIST_LIMIT, type ApiRequest, type ApiResponse } from '../src/api/protocol.ts';
@@ -60,13 +60,6 @@ export const DEFAULT_CLUSTER = 'submarine';
 
 // What status() adds for the event-loop lag, declared here next to it (the client's MemberStatus
 // lists the rest of what status() returns).
-declare module '../src/client.ts' {
-  interface MemberStatus {
-    /** Event-loop lag of the member process (ms): histogram since start, last 60 s, longest stall. */
-    loopLagMs: LoopLagJSON;
-  }
-}
-
 // The reducers every member applies (code, identical on every member): the replicated notebook.
 registerReducer(NOTEBOOK_REDUCER, notebookReducer);
 /**
@@ -243,6 +236,7 @@ export class ClusterServer {
       fsyncMs: this.fsyncMs.toJSON(),
       gcMs: this.gcMs.toJSON(),
       loopLagMs: this.loopLag.toJSON(),
+      snapshots: { ...this.node.snapshots, keys: this.sm.size },
     };
   }
 

@@ -296,7 +296,7 @@ async function main(): Promise<number> {
       gc: { pauses: gcPauses, ms: +(s.gcMs.sum - (m.first.gcMs.count <= s.gcMs.count ? m.first.gcMs.sum : 0)).toFixed(1) },
       snapshotIndex: s.snapshotIndex,
       snapshotsObserved: m.snapshotsObserved,
-      snapshotCounters: Object.fromEntries(Object.entries(s.counters).filter(([k]) => /snapshot/i.test(k))),
+      snapshots: s.snapshots,
       commitIndex: s.commitIndex,
       appliedIndex: s.appliedIndex,
       rssMB: mb(s.rssBytes),

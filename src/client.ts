@@ -14,6 +14,7 @@ import type { WatchPush } from '../actors/watch-hub.ts';
 import { decodeEnvelope, encodeEnvelope } from './codec.ts';
 import { BadRequestError, CompactedError, MetaError, NoQuorumError, NotLeaderError, ReplyTooLargeError, SessionLostError, TimeoutError } from './errors.ts';
 import type { ApiErrorBody, ApiRequest, Consistency } from './api/protocol.ts';
+import type { LoopLagJSON } from './metrics.ts';
 import { subjects } from './nats/subjects.ts';
 import type { ConfChange, NodeId } from './raft/types.ts';
 import { MAX_SESSION_WINDOW, decodeMetaCommand, encodeMetaCommand, type KeyValue, type MetaCommand, type MetaResult, type MetaValue, type WatchEvent } from './sm/metadata.ts';
@@ -48,6 +49,13 @@ export interface MemberStatus extends NodeStatus {
   fsyncMs: { bounds: number[]; counts: number[]; sum: number; count: number };
   /** Garbage-collection pauses of the member process (ms). */
   gcMs: { bounds: number[]; counts: number[]; sum: number; count: number };
+  /** Event-loop lag of the member process (ms): histogram since start, last 60 s, longest stall. */
+  loopLagMs: LoopLagJSON;
+  /**
+   * Snapshots this member took (taken, lastIndex/lastBytes/lastMs: the latest, written in the
+   * background) and installed from a leader or at start (restored, lastRestoreMs); keys in its store.
+   */
+  snapshots: { taken: number; restored: number; lastIndex: number; lastBytes: number; lastMs: number; lastRestoreMs: number; keys: number };
 }
 
 export interface WatchOptions {
