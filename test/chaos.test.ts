@@ -1,13 +1,14 @@
 /**
  * The chaos suite: the checker catches planted anomalies (so the suite cannot pass vacuously),
  * and a short run of real faults against a local cluster (separate member processes, 3 NATS
- * servers, every process stopped by PID) finds no anomaly.
+ * servers, every process stopped by PID, a populated data-key space, classic clients and a
+ * client shared by many concurrent callers) finds no anomaly.
  */
 import test from 'ava';
-import { canonicalize, checkChaosHistory, checkRevisions, formatAnomaly } from '../src/chaos/check.ts';
+import { canonicalize, checkChaosHistory, checkRefusals, checkRevisions, countOps, countRefusals, formatAnomaly } from '../src/chaos/check.ts';
 import { runChaos } from '../src/chaos/cli.ts';
 import { FAULT_KINDS } from '../src/chaos/nemesis.ts';
-import type { ChaosOp } from '../src/chaos/workload.ts';
+import { dataKeys, dataTag, dataValue, type ChaosOp } from '../src/chaos/workload.ts';
 import { checkKvKey, kvStep, type KvHistoryOp, type KvState } from '../src/check/kv-linearizability.ts';
 import { createRng, type Rng } from '../src/sim/rng.ts';
 
@@ -121,6 +122,98 @@ test('checker: a NoQuorumError write that took effect is not an anomaly but is r
   // Had it been recorded as `fail` (proof it did not happen), the read of b.1 would be an anomaly.
   const asFail = h.map((x) => (x.op.type === 'put' && x.op.value === 'b.1' ? { ...x, status: 'fail' as const, outcome: 'fail' as const } : x));
   t.true(checkChaosHistory(asFail, regOnly).anomalies.length > 0);
+});
+
+// ---- refused writes (MetaError other than casFailed): definite non-effects -----------------------
+
+const refused = (extra: Partial<ChaosOp> = {}): Partial<ChaosOp> => ({
+  status: 'fail', outcome: 'fail', code: 'badCommand', error: 'MetaError(badCommand): stale session sequence', ...extra,
+});
+
+test('checker: a refused put that took effect is caught (it would pass as an unknown outcome)', (t) => {
+  const h = [
+    put('a', 'a.1', 0, 1),
+    put('b', 'b.1', 2, 40, refused()), // refused ... yet applied:
+    get('c', R, 'b.1', 50, 51),
+    put('a', 'a.2', 60, 61),
+    final(R, 'a.2', 100),
+  ];
+  const r = checkChaosHistory(h, regOnly);
+  const refusal = r.anomalies.find((a) => a.kind === 'refusal');
+  t.truthy(refusal, 'refusal anomaly reported');
+  t.regex(refusal!.message, /refused with MetaError\(badCommand\): stale session sequence took effect/);
+  t.deepEqual(refusal!.window.map((x) => x.id), [h[1]!.id, h[2]!.id], 'window: the refused write and the read of its value');
+  t.truthy(r.anomalies.find((a) => a.kind === 'linearizability'), 'the model, which leaves refused writes out, fails too');
+  t.log(formatAnomaly(refusal!, 0));
+  // Recorded as an unknown outcome (as before issue 18), the same history is fine: the check is stronger.
+  const asInfo = h.map((x) => (x === h[1] ? { ...x, status: 'info' as const, outcome: 'info' as const, completeAt: null } : x));
+  t.deepEqual(checkChaosHistory(asInfo, regOnly).anomalies, []);
+  // A refused write that nobody observes is a history that honors the refusal.
+  t.deepEqual(checkChaosHistory([h[0]!, h[1]!, h[3]!, h[4]!], regOnly).anomalies, []);
+});
+
+test('checker: a refused write seen only by the final read, or as a successful cas expectation, is caught', (t) => {
+  const w = put('b', 'b.1', 2, 40, refused());
+  const viaFinal = checkChaosHistory([put('a', 'a.1', 0, 1), w, final(R, 'b.1', 100)], regOnly);
+  t.deepEqual([...new Set(viaFinal.anomalies.map((a) => a.kind))].sort(), ['final', 'linearizability', 'refusal']);
+  t.regex(viaFinal.anomalies.find((a) => a.kind === 'final')!.message, /a write refused with MetaError\(badCommand\)/);
+  const viaCas = checkRefusals([w, op('c', R, { type: 'cas', expected: 'b.1', value: 'c.1' }, 50, 51, { result: true })]);
+  t.is(viaCas.length, 1);
+});
+
+test('checker: a refused increment that moved the counter is caught', (t) => {
+  const base = [incr('a', 1, 0, 1), incr('b', undefined, 2, 30, refused()), incr('a', 2, 40, 41)];
+  // The counter reads 3 after two acknowledged increments: the refused one counted.
+  const moved = checkChaosHistory([...base, get('c', C, 3, 50, 51), final(C, 3, 100)], ctrOnly);
+  const fin = moved.anomalies.find((a) => a.kind === 'final');
+  t.truthy(fin);
+  t.regex(fin!.message, /1 more than possible: 1 increments were refused and must not count/);
+  t.truthy(moved.anomalies.find((a) => a.kind === 'linearizability'));
+  // Also caught from the acknowledged results alone (the second incr answered 3, not 2).
+  const acked = [incr('a', 1, 0, 1), incr('b', undefined, 2, 30, refused()), incr('a', 3, 40, 41), final(C, 3, 100)];
+  t.truthy(checkChaosHistory(acked, ctrOnly).anomalies.find((a) => a.kind === 'linearizability'));
+  // Not counted: fine.
+  t.deepEqual(checkChaosHistory([...base, final(C, 2, 100)], ctrOnly).anomalies, []);
+  // Summaries count refusals by code, under outcome fail.
+  t.deepEqual(countRefusals([...base, put('x', 'x.1', 0, 1, refused({ code: 'tooLarge', error: 'MetaError(tooLarge): value too large' }))]), { badCommand: 1, tooLarge: 1 });
+  t.is(countOps(base).incr.fail, 1);
+});
+
+test('checker: data keys are checked per key and aggregated; a lost or missing data key is caught', (t) => {
+  const data = dataKeys(5000);
+  const h: ChaosOp[] = [];
+  for (const [i, key] of data.entries()) {
+    h.push(op(`pop${i % 64}`, key, { type: 'put', value: `d${i}.init` }, i, i + 10));
+    h.push(final(key, `d${i}.init`, 100_000));
+  }
+  h.push(op('s0.1', data[7]!, { type: 'put', value: 's0.1.0' }, 20_000, 20_010));
+  h.push(op('s0.2', data[7]!, { type: 'get' }, 20_020, 20_030, { result: 's0.1.0' }));
+  const fixFinal = h.findIndex((x) => x.client === 'final' && x.key === data[7]);
+  h[fixFinal] = final(data[7]!, 's0.1.0', 100_000);
+  const o = { registers: [], counters: [], dataKeys: data };
+  const started = performance.now();
+  const ok = checkChaosHistory(h, o);
+  t.log(`5,000 data keys checked in ${Math.round(performance.now() - started)} ms`);
+  t.deepEqual(ok.anomalies, []);
+  t.is(ok.dataKeys.checked, 5000);
+  t.is(ok.dataKeys.ops, 10_002);
+  t.deepEqual(Object.keys(ok.keys), [], 'data keys are not listed one by one');
+  // The acknowledged put of data[7] lost: the final read shows the population value.
+  const lost = h.map((x, i) => (i === fixFinal ? final(data[7]!, 'd7.init', 100_000) : x));
+  t.truthy(checkChaosHistory(lost, o).anomalies.find((a) => a.kind === 'linearizability' && a.key === data[7]));
+  // A data key missing from the final reads.
+  const missing = h.filter((x) => !(x.client === 'final' && x.key === data[42]));
+  t.truthy(checkChaosHistory(missing, o).anomalies.find((a) => a.kind === 'final' && a.key === data[42]));
+});
+
+test('data values: the tag round-trips; a damaged value is reported as itself', (t) => {
+  const v = dataValue('s0.3.17', 256);
+  t.is(v.length, 256);
+  t.is(dataTag(v, 256), 's0.3.17');
+  const damaged = v.slice(0, 200) + (v[200] === 'A' ? 'B' : 'A') + v.slice(201);
+  t.is(dataTag(damaged, 256), damaged);
+  t.is(dataTag(v.slice(0, 255), 256), v.slice(0, 255));
+  t.is(dataTag(null, 256), null);
 });
 
 test('checker: many unknown increments stay cheap (symmetry), also when the history fails', (t) => {
@@ -280,20 +373,27 @@ test('checker: long simulated histories of a real store pass; one corrupted read
 
 // ---- the short chaos run ------------------------------------------------------------------------
 
-test.serial('chaos: faults of every kind, concurrent clients, linearizable, nothing acknowledged lost', async (t) => {
+test.serial('chaos: faults of every kind, classic and shared clients over a populated key space, linearizable, nothing acknowledged lost', async (t) => {
   const run = await runChaos({
-    durationMs: 55_000,
+    durationMs: 50_000,
     // On a busy machine restarts are slow: keep going (up to 100 s) until every kind was injected.
     untilEveryKindMs: 100_000,
     seed: 20240601,
     clients: 4,
+    // Issue 18: one ClusterClient shared by many concurrent callers (defaults: 64 callers, 8 s request timeout).
+    sharedClients: 1,
+    // A state of 10,000 × 256-byte values (~3 MB) before the faults: snapshots and InstallSnapshot carry it.
+    dataKeys: 10_000,
     holdMs: [800, 2500],
     quietMs: [300, 1500],
     progressEveryMs: 15_000,
     log: (l) => t.log(l),
   });
   const s = run.summary;
-  t.log(JSON.stringify({ operations: s.operations, faults: s.faults, anomalies: s.anomalies.length, durationSec: s.durationSec, checkMs: s.check.ms }));
+  t.log(JSON.stringify({
+    operations: s.operations, refusals: s.refusals, faults: s.faults, anomalies: s.anomalies.length, durationSec: s.durationSec, checkMs: s.check.ms,
+    sharedClients: s.sharedClients, dataKeys: s.dataKeys,
+  }));
   t.deepEqual(s.anomalies, [], 'no anomaly');
   t.deepEqual(s.undecidedKeys, [], 'every key decided');
   for (const kind of FAULT_KINDS) t.true(s.faults[kind] >= 1, `fault ${kind} injected`);
@@ -302,8 +402,17 @@ test.serial('chaos: faults of every kind, concurrent clients, linearizable, noth
   t.true(o.get.ok >= 100, `enough linearizable reads (${o.get.ok})`);
   t.true(o.incr.ok >= 30, `enough acknowledged increments (${o.incr.ok})`);
   t.true(o.cas.ok > 10 && o.cas.fail > 0, `cas both succeeded (${o.cas.ok}) and failed (${o.cas.fail})`);
-  // The final reads (after the final full restart) are part of the checked history.
-  t.is(run.history.filter((h) => h.client === 'final').length, 8);
+  // The population and the shared client are in the summary and in the checked history.
+  t.is(s.dataKeys.keys, 10_000);
+  t.is(s.dataKeys.population?.keys, 10_000);
+  t.is(s.dataKeys.check.checked, 10_000, 'every data key checked');
+  t.true(s.dataKeys.check.ops > 20_000, `data keys: population, run and final reads (${s.dataKeys.check.ops} ops)`);
+  t.is(s.sharedClients.clients, 1);
+  t.is(s.sharedClients.perClient[0]!.callers, s.sharedClients.callersPerClient);
+  t.true(s.sharedClients.perClient[0]!.applied >= 1000, `the shared client's writes applied (${s.sharedClients.perClient[0]!.applied})`);
+  t.true(run.history.some((h) => h.client.startsWith('s0.') && h.key.startsWith('chaos/d') && h.status === 'ok'), 'shared callers used the data keys');
+  // The final reads (after the final full restart) are part of the checked history: 8 keys + every data key.
+  t.is(run.history.filter((h) => h.client === 'final').length, 8 + 10_000);
   // Everything was healed at the end, and every process this run started is gone.
   t.true(run.events.some((e) => e.kind === 'final'));
   t.is(run.finalPids.length, 6, 'three members and three NATS servers were running at the end');

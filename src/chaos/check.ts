@@ -8,8 +8,16 @@
  *    modRevision, a modRevision belongs to one value of one key, a read's kv is not newer than the
  *    revision it reports;
  * 3. the final state: each counter equals its acknowledged increments plus some of the
- *    outcome-unknown ones; a register written by an acknowledged write is not empty and holds a
- *    value some write that may have happened wrote.
+ *    outcome-unknown ones (never a refused one); a register written by an acknowledged write is
+ *    not empty and holds a value some write that may have happened wrote;
+ * 4. refusals: a write the metadata center refused (a MetaError other than casFailed, recorded as
+ *    `fail`) never took effect: no read, no successful cas expectation and no final read may
+ *    observe its unique value. (The linearizability check leaves refused writes out of the model,
+ *    so it fails too; this check names the refusal and the read that contradicts it.)
+ *
+ * Data keys (`chaos/d<i>`, up to 100,000s of them, most with a handful of ops) are registers for
+ * the model and are checked one key at a time like the others; the report aggregates them
+ * (`dataKeys`) instead of listing each one.
  *
  * Any anomaly comes with the minimal failing window of that key: the history is cut at the
  * earliest time where it already fails, then reads and failed cas ops (constraints without
@@ -21,9 +29,9 @@
  * apart) and lets the outcome-unknown writes of such values share one symmetry class.
  */
 import { checkKvKey, describeKvOp, type KvCheckOptions, type KvHistoryOp, type KvKeyOutcome } from '../check/kv-linearizability.ts';
-import type { ChaosOp, OpKind, Outcome } from './workload.ts';
+import { isPopulation, isRefusal, type ChaosOp, type OpKind, type Outcome } from './workload.ts';
 
-export type AnomalyKind = 'linearizability' | 'revision' | 'final' | 'liveness';
+export type AnomalyKind = 'linearizability' | 'revision' | 'final' | 'refusal' | 'liveness';
 
 export interface Anomaly {
   kind: AnomalyKind;
@@ -34,17 +42,36 @@ export interface Anomaly {
 }
 
 export interface ChaosCheckOptions extends KvCheckOptions {
-  registers: string[];
-  counters: string[];
+  registers: readonly string[];
+  counters: readonly string[];
+  /** Populated data keys: registers for the model, aggregated in the report. */
+  dataKeys?: readonly string[];
   /** Wall-clock budget for shrinking one anomaly's window (ms). Default 30,000. */
   shrinkBudgetMs?: number;
+  /** Wall-clock budget for shrinking all anomalies (ms); later ones keep the search's own window. Default 120,000. */
+  totalShrinkBudgetMs?: number;
+}
+
+/** The data keys' results, aggregated. */
+export interface DataKeysReport {
+  keys: number;
+  /** Data keys with at least one op in the history. */
+  checked: number;
+  ops: number;
+  maxOpsPerKey: number;
+  steps: number;
+  maxStepsPerKey: number;
+  anomalies: number;
+  undecided: number;
 }
 
 export interface ChaosCheckReport {
   anomalies: Anomaly[];
   /** Keys whose search ran out of budget (neither proven nor refuted). */
   undecided: string[];
+  /** Registers and counters, one entry each (data keys are aggregated in `dataKeys`). */
   keys: Record<string, { ops: number; steps: number; result: 'ok' | 'anomaly' | 'undecided' }>;
+  dataKeys: DataKeysReport;
   /** Unknown-outcome writes later seen to have taken effect, by error name (NoQuorumError among them would mean the client's NoQuorumError is not a "did not happen"). */
   unknownButApplied: Record<string, number>;
   unknownButAppliedExamples: ChaosOp[];
@@ -58,24 +85,47 @@ export function checkChaosHistory(history: readonly ChaosOp[], o: ChaosCheckOpti
   const anomalies: Anomaly[] = [];
   const undecided: string[] = [];
   const keys: ChaosCheckReport['keys'] = {};
+  const dataSet = new Set(o.dataKeys ?? []);
+  const registerSet = new Set([...o.registers, ...dataSet]);
+  const data: DataKeysReport = { keys: dataSet.size, checked: 0, ops: 0, maxOpsPerKey: 0, steps: 0, maxStepsPerKey: 0, anomalies: 0, undecided: 0 };
+  const byKey = groupByKey(history);
+  const shrinkDeadline = performance.now() + (o.totalShrinkBudgetMs ?? 120_000);
+  for (const key of [...byKey.keys()].sort()) {
+    const ops = byKey.get(key)!;
+    const canon = canonicalize(ops, registerSet.has(key));
+    const out = checkKvKey(canon, o);
+    const result = out.ok === true ? 'ok' : out.ok === false ? 'anomaly' : 'undecided';
+    if (dataSet.has(key)) {
+      data.checked++;
+      data.ops += out.ops;
+      data.maxOpsPerKey = Math.max(data.maxOpsPerKey, out.ops);
+      data.steps += out.steps;
+      data.maxStepsPerKey = Math.max(data.maxStepsPerKey, out.steps);
+      if (result === 'anomaly') data.anomalies++;
+      if (result === 'undecided') data.undecided++;
+    } else keys[key] = { ops: out.ops, steps: out.steps, result };
+    if (out.ok === 'unknown') undecided.push(key);
+    if (out.ok === false) {
+      // Shrinking costs up to shrinkBudgetMs per anomaly: once the total budget is spent, the
+      // search's own window (the ops around the stuck one) is reported as it is.
+      anomalies.push(performance.now() < shrinkDeadline ? linearizabilityAnomaly(key, ops, canon, out, o) : unshrunkAnomaly(key, ops, out));
+    }
+  }
+  anomalies.push(...checkRevisions(history));
+  anomalies.push(...checkFinal(history, o, byKey));
+  anomalies.push(...checkRefusals(history));
+  const { counts, examples } = unknownButApplied(history, registerSet);
+  return { anomalies, undecided, keys, dataKeys: data, unknownButApplied: counts, unknownButAppliedExamples: examples, checkMs: Math.round(performance.now() - started) };
+}
+
+function groupByKey(history: readonly ChaosOp[]): Map<string, ChaosOp[]> {
   const byKey = new Map<string, ChaosOp[]>();
   for (const h of history) {
     let l = byKey.get(h.key);
     if (!l) byKey.set(h.key, (l = []));
     l.push(h);
   }
-  for (const key of [...byKey.keys()].sort()) {
-    const ops = byKey.get(key)!;
-    const canon = canonicalize(ops, o.registers.includes(key));
-    const out = checkKvKey(canon, o);
-    keys[key] = { ops: out.ops, steps: out.steps, result: out.ok === true ? 'ok' : out.ok === false ? 'anomaly' : 'undecided' };
-    if (out.ok === 'unknown') undecided.push(key);
-    if (out.ok === false) anomalies.push(linearizabilityAnomaly(key, ops, canon, out, o));
-  }
-  anomalies.push(...checkRevisions(history));
-  anomalies.push(...checkFinal(history, o));
-  const { counts, examples } = unknownButApplied(history, o.registers);
-  return { anomalies, undecided, keys, unknownButApplied: counts, unknownButAppliedExamples: examples, checkMs: Math.round(performance.now() - started) };
+  return byKey;
 }
 
 /** Checker input for one key: unobserved values become one placeholder; info ops get symmetry classes. */
@@ -114,6 +164,16 @@ function linearizabilityAnomaly(key: string, ops: ChaosOp[], canon: KvHistoryOp[
     message: `key ${key}: ${reason.replaceAll(JSON.stringify(UNOBSERVED), '<a value no read observed>')}`,
     // Report the original ops (real values), as they were recorded.
     window: window.map((c) => byId.get(c.id)!),
+  };
+}
+
+function unshrunkAnomaly(key: string, ops: ChaosOp[], out: Extract<KvKeyOutcome, { ok: false }>): Anomaly {
+  const byId = new Map(ops.map((h) => [h.id, h]));
+  return {
+    kind: 'linearizability',
+    key,
+    message: `key ${key}: ${out.reason.replaceAll(JSON.stringify(UNOBSERVED), '<a value no read observed>')} (window not shrunk: shrink budget spent)`,
+    window: out.window.map((c) => byId.get(c.id)!),
   };
 }
 
@@ -262,28 +322,38 @@ export function checkRevisions(history: readonly ChaosOp[]): Anomaly[] {
 
 // ---- the final state -----------------------------------------------------------------------------
 
-export function checkFinal(history: readonly ChaosOp[], o: { registers: string[]; counters: string[] }): Anomaly[] {
+export function checkFinal(
+  history: readonly ChaosOp[],
+  o: { registers: readonly string[]; counters: readonly string[]; dataKeys?: readonly string[] },
+  byKey: Map<string, ChaosOp[]> = groupByKey(history),
+): Anomaly[] {
   const anomalies: Anomaly[] = [];
-  const finals = new Map<string, ChaosOp>();
-  for (const h of history) if (h.client === 'final' && h.op.type === 'get' && h.status === 'ok') finals.set(h.key, h);
-  for (const key of [...o.registers, ...o.counters]) {
-    const f = finals.get(key);
-    const ops = history.filter((h) => h.key === key && h.client !== 'final');
+  const counters = new Set(o.counters);
+  let missing = 0;
+  for (const key of [...o.registers, ...o.counters, ...(o.dataKeys ?? [])]) {
+    const all = byKey.get(key) ?? [];
+    let f: ChaosOp | undefined;
+    for (const h of all) if (h.client === 'final' && h.op.type === 'get' && h.status === 'ok') f = h;
+    const ops = all.filter((h) => h.client !== 'final');
     if (!f) {
-      anomalies.push({ kind: 'final', key, message: `no final read of ${key}`, window: [] });
+      // 100,000 data keys without final reads would be 100,000 anomalies: report the first few.
+      if (missing++ < 10) anomalies.push({ kind: 'final', key, message: `no final read of ${key}`, window: [] });
       continue;
     }
-    if (o.counters.includes(key)) {
+    if (counters.has(key)) {
       const acked = ops.filter((h) => h.op.type === 'incr' && h.status === 'ok');
       const unknown = ops.filter((h) => h.op.type === 'incr' && h.status === 'info');
+      const refused = ops.filter((h) => h.op.type === 'incr' && h.status === 'fail');
       const value = f.result === null ? 0 : (f.result as number);
       if (typeof value !== 'number' || value < acked.length || value > acked.length + unknown.length) {
+        const over = typeof value === 'number' ? value - acked.length - unknown.length : 0;
         anomalies.push({
           kind: 'final',
           key,
           message: `counter ${key} is ${JSON.stringify(f.result)} after the final restart; expected ${acked.length} acknowledged increments + 0..${unknown.length} unknown ones` +
-            (typeof value === 'number' && value < acked.length ? ` (${acked.length - value} acknowledged increments lost)` : ''),
-          window: [f],
+            (typeof value === 'number' && value < acked.length ? ` (${acked.length - value} acknowledged increments lost)` : '') +
+            (over > 0 && refused.length ? ` (${over} more than possible: ${refused.length} increments were refused and must not count)` : ''),
+          window: over > 0 && refused.length ? [...refused.slice(0, 5), f] : [f],
         });
       }
       continue;
@@ -297,14 +367,58 @@ export function checkFinal(history: readonly ChaosOp[], o: { registers: string[]
       continue;
     }
     const writer = writes.find((h) => (h.op.type === 'put' || h.op.type === 'cas') && h.op.value === f.result);
-    if (!writer) anomalies.push({ kind: 'final', key, message: `register ${key} holds ${JSON.stringify(f.result)}, which no write that may have happened wrote`, window: [f] });
+    if (!writer) {
+      const refused = ops.find((h) => isRefusal(h) && (h.op.type === 'put' || h.op.type === 'cas') && h.op.value === f.result);
+      anomalies.push({
+        kind: 'final',
+        key,
+        message: `register ${key} holds ${JSON.stringify(f.result)}, which no write that may have happened wrote` + (refused ? ` (a write refused with ${refused.error} wrote it)` : ''),
+        window: refused ? [refused, f] : [f],
+      });
+    }
+  }
+  if (missing > 10) anomalies.push({ kind: 'final', message: `no final read of ${missing} keys in all`, window: [] });
+  return anomalies;
+}
+
+// ---- refused writes ------------------------------------------------------------------------------
+
+/**
+ * A write refused with a MetaError (status `fail`) must never take effect. Register values are
+ * unique per write, so any read (or successful cas, or final read) of the key that observes the
+ * refused write's value proves it was applied. (Counters: checkFinal and the linearizability
+ * check, which leave refused increments out.)
+ */
+export function checkRefusals(history: readonly ChaosOp[]): Anomaly[] {
+  const refused = new Map<string, ChaosOp>();
+  for (const h of history) {
+    if (isRefusal(h) && (h.op.type === 'put' || h.op.type === 'cas')) refused.set(`${h.key}\u0000${h.op.value}`, h);
+  }
+  if (refused.size === 0) return [];
+  const anomalies: Anomaly[] = [];
+  const reported = new Set<ChaosOp>();
+  for (const h of history) {
+    let v: unknown;
+    if (h.op.type === 'get' && h.status === 'ok') v = h.result;
+    else if (h.op.type === 'cas' && h.status === 'ok' && h.result === true) v = h.op.expected;
+    else continue;
+    if (typeof v !== 'string') continue;
+    const w = refused.get(`${h.key}\u0000${v}`);
+    if (!w || reported.has(w)) continue;
+    reported.add(w);
+    anomalies.push({
+      kind: 'refusal',
+      key: h.key,
+      message: `a write refused with ${w.error ?? 'a MetaError'} took effect: ${describeKvOp(h)} on ${h.key} observed its value ${JSON.stringify(v)}`,
+      window: [w, h],
+    });
   }
   return anomalies;
 }
 
 // ---- unknown outcomes that did happen ------------------------------------------------------------
 
-function unknownButApplied(history: readonly ChaosOp[], registers: string[]): { counts: Record<string, number>; examples: ChaosOp[] } {
+function unknownButApplied(history: readonly ChaosOp[], registers: ReadonlySet<string>): { counts: Record<string, number>; examples: ChaosOp[] } {
   const observed = new Set<string>();
   for (const h of history) {
     if (h.op.type === 'get' && h.status === 'ok' && typeof h.result === 'string') observed.add(`${h.key}\u0000${h.result}`);
@@ -312,7 +426,7 @@ function unknownButApplied(history: readonly ChaosOp[], registers: string[]): { 
   const counts: Record<string, number> = {};
   const examples: ChaosOp[] = [];
   for (const h of history) {
-    if (h.status !== 'info' || !registers.includes(h.key) || (h.op.type !== 'put' && h.op.type !== 'cas')) continue;
+    if (h.status !== 'info' || !registers.has(h.key) || (h.op.type !== 'put' && h.op.type !== 'cas')) continue;
     if (!observed.has(`${h.key}\u0000${h.op.value}`)) continue;
     const name = (h.error ?? 'unknown').split(/[:(]/)[0]!;
     counts[name] = (counts[name] ?? 0) + 1;
@@ -323,14 +437,22 @@ function unknownButApplied(history: readonly ChaosOp[], registers: string[]): { 
 
 // ---- summaries and printing ----------------------------------------------------------------------
 
+/** The workload's ops by kind and outcome (not the final reads, not the data-key population). */
 export function countOps(history: readonly ChaosOp[]): Record<OpKind, Record<Outcome, number>> & { total: number } {
   const out = { total: 0 } as Record<OpKind, Record<Outcome, number>> & { total: number };
   for (const k of ['put', 'get', 'cas', 'incr'] as const) out[k] = { ok: 0, fail: 0, info: 0 };
   for (const h of history) {
-    if (h.client === 'final') continue;
+    if (h.client === 'final' || isPopulation(h)) continue;
     out[h.op.type][h.outcome]++;
     out.total++;
   }
+  return out;
+}
+
+/** Writes the metadata center refused (MetaError other than casFailed), by error code. */
+export function countRefusals(history: readonly ChaosOp[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const h of history) if (h.client !== 'final' && isRefusal(h)) out[h.code ?? 'unknown'] = (out[h.code ?? 'unknown'] ?? 0) + 1;
   return out;
 }
 
@@ -340,10 +462,22 @@ export function formatWindow(window: readonly ChaosOp[], t0: number): string[] {
     const at = (x: number | null | undefined) => (x === null || x === undefined ? '   ?   ' : (x - t0).toFixed(1).padStart(9));
     const rev = h.revision !== undefined ? ` rev=${h.revision}${h.modRevision ? ` mod=${h.modRevision}` : ''}` : '';
     const err = h.error ? `  (${h.error.slice(0, 120)})` : '';
-    return `  [${at(h.invokeAt)} .. ${at(h.completeAt ?? h.endedAt)}] #${String(h.id)} ${h.key} ${describeKvOp(h)}${h.outcome === 'fail' && h.status === 'ok' ? ' (casFailed)' : ''}${rev}${err}`;
+    return `  [${at(h.invokeAt)} .. ${at(h.completeAt ?? h.endedAt)}] #${String(h.id)} ${h.key} ${describeKvOp(h)}${h.outcome === 'fail' && h.status === 'ok' ? ' (casFailed)' : isRefusal(h) ? ' (refused)' : ''}${rev}${err}`;
   });
 }
 
+/**
+ * formatWindow, at most `max` lines: a counter's window can hold hundreds of increments (none of
+ * them can be dropped from the witness). Keeps the refused writes and the latest ops.
+ */
+export function formatWindowClipped(window: readonly ChaosOp[], t0: number, max = 40): string[] {
+  if (window.length <= max) return formatWindow(window, t0);
+  const keep = new Set(window.slice(-max));
+  for (const h of window) if (isRefusal(h) && keep.size < max + 10) keep.add(h);
+  const shown = window.filter((h) => keep.has(h));
+  return [`  … ${window.length - shown.length} earlier ops of the window not shown (history.json has the whole history)`, ...formatWindow(shown, t0)];
+}
+
 export function formatAnomaly(a: Anomaly, t0: number): string {
-  return [`ANOMALY (${a.kind}${a.key ? `, ${a.key}` : ''}): ${a.message}`, `  minimal failing window (${a.window.length} ops, ms since start):`, ...formatWindow(a.window, t0)].join('\n');
+  return [`ANOMALY (${a.kind}${a.key ? `, ${a.key}` : ''}): ${a.message}`, `  minimal failing window (${a.window.length} ops, ms since start):`, ...formatWindowClipped(a.window, t0)].join('\n');
 }
