@@ -6,6 +6,7 @@ import test from 'ava';
 import { join } from 'node:path';
 import { ClusterClient } from '../src/client.ts';
 import { NoQuorumError } from '../src/errors.ts';
+import { MAX_SESSION_WINDOW } from '../src/sm/metadata.ts';
 import { connectClient, eventually, freshCluster, tempDir, waitForLeader } from './helpers/local-cluster.ts';
 
 test.serial('writes, linearizable and stale reads; kill -9 the leader loses no acknowledged write; restart brings all data back', async (t) => {
@@ -113,6 +114,37 @@ test.serial('exactly once: a write whose reply was lost is retried with the same
   const made = client.writeWithSession({ op: 'incr', key: 'counter', by: 1, session: { client: 'made-up', seq: 1 } });
   await t.throwsAsync(made, { name: 'SessionLostError' });
   t.is((await client.get('counter')).kv?.value, 2);
+});
+
+test.serial('sessions across processes: a retry finds its result however many later writes completed; beyond the window nothing is applied', async (t) => {
+  // Issue 18, cause 2: the metadata center kept at most 1,024 results per session and, past that,
+  // forgot the oldest and moved the session's ack on its own; a slow retry of an applied write was
+  // then refused ("stale session sequence") although it had taken effect.
+  const c = await freshCluster('window');
+  t.teardown(() => c.stop());
+  const client = await connectClient(c);
+  t.teardown(() => client.close());
+  await waitForLeader(client, 3);
+  const id = await client.openSession();
+  const put = (seq: number) => client.writeWithSession({ op: 'put', key: `w/${seq}`, value: seq, session: { client: id, seq, ack: 0 } });
+  const first = await put(1); // applied; say its reply was lost
+  for (let seq = 2; seq <= MAX_SESSION_WINDOW; seq += 64) {
+    await Promise.all(Array.from({ length: Math.min(64, MAX_SESSION_WINDOW + 1 - seq) }, (_, k) => put(seq + k)));
+  }
+  const over = await put(MAX_SESSION_WINDOW + 1);
+  t.like(over, { ok: false, code: 'sessionWindow' });
+  t.is((await client.get(`w/${MAX_SESSION_WINDOW + 1}`)).kv, null, 'a refused write was not applied');
+  t.deepEqual(await put(1), first, 'the retry of seq 1 gets the result of its first apply');
+  t.is((await client.get('w/1')).kv?.version, 1);
+
+  // One client shared by more callers than the window: later writes wait for room instead of
+  // being refused, and every one applies once.
+  const callers = 2 * MAX_SESSION_WINDOW + 100;
+  const results = await Promise.all(Array.from({ length: callers }, (_, i) => client.put(`shared/${i}`, i)));
+  t.is(results.length, callers);
+  const listed = await client.list('shared/');
+  t.is(listed.kvs.length, callers);
+  t.true(listed.kvs.every((kv) => kv.version === 1));
 });
 
 test.serial('outbox: writes queued while the cluster is down survive a client restart and commit in order, once', async (t) => {
