@@ -237,6 +237,7 @@ export class ClusterServer {
       gcMs: this.gcMs.toJSON(),
       loopLagMs: this.loopLag.toJSON(),
       snapshots: { ...this.node.snapshots, keys: this.sm.size },
+      stallGraces: this.node.stallGraces,
     };
   }
 

@@ -28,6 +28,14 @@ export interface RaftNodeOptions<R> {
   heartbeatIntervalMs?: number;
   /** Take a snapshot and compact once this many entries were applied since the last one. */
   snapshotEveryEntries?: number;
+  /**
+   * ...and once the entries applied since then hold at least this fraction of the last snapshot's
+   * bytes (default 0.5). A snapshot costs work in proportion to the whole state; this keeps that
+   * work in proportion to what was written, however large the state (with 1M keys a snapshot is
+   * ~280 MB, and taking one every 10,000 writes kept a member encoding and collecting garbage
+   * all the time).
+   */
+  snapshotMinLogFraction?: number;
 }
 
 export interface NodeStatus {
@@ -56,6 +64,8 @@ interface Waiter<T> {
 
 /** Longest stretch of snapshot or restore work between two turns of the event loop. */
 const SLICE_MS = 5;
+/** A step or apply this long is logged: heartbeats wait behind it. */
+const SLOW_STEP_MS = 50;
 
 /** Messages only a leader sends in its own (already durable) term. */
 function leaderOnly(m: RaftMessage): boolean {
@@ -98,6 +108,11 @@ export class RaftNode<R = unknown> {
   private commitFlushTimer: unknown = null;
   private lastSnapshotIndex = 0;
   private snapshotting = false;
+  private appliedBytesSinceSnapshot = 0;
+  private slowLoggedAt = -Infinity;
+  private stallGraceUsed = false;
+  /** Election or quorum checks put off because this process itself had stalled (status counter). */
+  stallGraces = 0;
   /** Counters for status and metrics. */
   readonly snapshots = { taken: 0, restored: 0, lastIndex: 0, lastBytes: 0, lastMs: 0, lastRestoreMs: 0 };
   /** Term and vote as last handed to storage: a change must be durable before anything depends on it. */
@@ -267,7 +282,9 @@ export class RaftNode<R = unknown> {
         }
         const err = this.actor.getSnapshot().error;
         if (err) throw err;
-        await this.perform(takeReady(this.raft));
+        const rd = takeReady(this.raft);
+        this.noteSlow('step', now, { events: events.length, messages: rd.messages.length, entries: rd.entries.length });
+        await this.perform(rd);
       }
     } catch (e) {
       this.fail(e as Error);
@@ -322,7 +339,9 @@ export class RaftNode<R = unknown> {
         this.byIndex.set(p.index!, { id: p.id, term: p.term! });
       }
     }
+    const applyStart = this.o.clock.now();
     for (const e of rd.committed) this.apply(e);
+    this.noteSlow('apply', applyStart, { entries: rd.committed.length });
     for (const r of rd.reads) {
       if (r.error) {
         this.waitingReads.get(r.id)?.reject(proposalError(r.error));
@@ -332,6 +351,15 @@ export class RaftNode<R = unknown> {
     this.releaseReads();
     for (const m of rd.messages) if ((!persisting || !early(m)) && !sendFirst(m)) transport.send(m);
     this.afterStep(rd);
+  }
+
+  /** Logs (at most once a second) a synchronous stretch of work long enough to delay heartbeats. */
+  private noteSlow(what: string, since: number, detail: object): void {
+    const now = this.o.clock.now();
+    const ms = now - since;
+    if (ms < SLOW_STEP_MS || now - this.slowLoggedAt < 1000) return;
+    this.slowLoggedAt = now;
+    this.log.warn({ node: this.id, what, ms: Math.round(ms), ...detail }, 'slow raft step');
   }
 
   /** A write nobody waits for: its failure still stops the node (the disk state is unknown). */
@@ -351,6 +379,7 @@ export class RaftNode<R = unknown> {
     let result: R | undefined;
     if (e.type === EntryType.Command) result = this.o.stateMachine.apply(e);
     this.appliedIndex = e.index;
+    this.appliedBytesSinceSnapshot += e.data?.length ?? 0;
     const p = this.byIndex.get(e.index);
     if (p) {
       if (p.term === e.term) {
@@ -401,7 +430,10 @@ export class RaftNode<R = unknown> {
       this.commitFlushTimer = null;
     }
     const every = this.o.snapshotEveryEntries ?? 10_000;
-    if (!this.snapshotting && this.appliedIndex - this.lastSnapshotIndex >= every) this.startSnapshot();
+    const logBytesWanted = this.snapshots.lastBytes * (this.o.snapshotMinLogFraction ?? 0.5);
+    if (!this.snapshotting && this.appliedIndex - this.lastSnapshotIndex >= every && this.appliedBytesSinceSnapshot >= logBytesWanted) {
+      this.startSnapshot();
+    }
     for (const fn of this.listeners) fn(this);
   }
 
@@ -421,6 +453,7 @@ export class RaftNode<R = unknown> {
     const pieces = this.o.stateMachine.snapshotPieces();
     this.snapshotting = true;
     this.lastSnapshotIndex = index;
+    this.appliedBytesSinceSnapshot = 0;
     const started = this.o.clock.now();
     const job = (async () => {
       const data: Uint8Array[] = [];
@@ -445,6 +478,8 @@ export class RaftNode<R = unknown> {
     const started = this.o.clock.now();
     await this.sliced(this.o.stateMachine.restoreSteps(data), () => {});
     this.snapshots.restored++;
+    this.snapshots.lastBytes = snapshotBytes(data); // the base the next snapshot's interval is measured against
+    this.appliedBytesSinceSnapshot = 0;
     this.snapshots.lastRestoreMs = this.o.clock.now() - started;
   }
 
@@ -467,11 +502,26 @@ export class RaftNode<R = unknown> {
     return this.o.electionTimeoutMs?.min ?? 150;
   }
 
+  private get heartbeatMs(): number {
+    return this.o.heartbeatIntervalMs ?? 50;
+  }
+
+  /**
+   * A timer that fires this much after it was due means this process was not running (a GC pause,
+   * a stalled host): messages that arrived meanwhile are still unread in the socket. Silence
+   * measured across such a stall is no evidence against the leader (or, for a leader, against its
+   * followers), so the decision waits for one more round instead.
+   */
+  private stalledPast(dueAt: number): boolean {
+    return this.o.clock.now() - dueAt > this.heartbeatMs;
+  }
+
   /** A leader has no election timer: it is armed when the node leaves that role. */
   private armElection(): void {
     if (this.role === 'leader') return;
     const max = this.o.electionTimeoutMs?.max ?? 300;
     const now = this.o.clock.now();
+    this.stallGraceUsed = false;
     this.electionDeadline = now + this.electionMin + this.o.random() * (max - this.electionMin);
     if (this.electionTimer === null || this.electionTimerAt > this.electionDeadline) this.scheduleElection();
   }
@@ -486,6 +536,13 @@ export class RaftNode<R = unknown> {
       if (this.stopped) return;
       // Tolerance: clocks with a rate may land a hair short of the deadline in floating point.
       if (clock.now() < this.electionDeadline - 0.01) return this.scheduleElection();
+      if (!this.stallGraceUsed && this.stalledPast(this.electionTimerAt)) {
+        // Once per timeout: give the leader's messages that waited behind our stall two heartbeats.
+        this.stallGraceUsed = true;
+        this.stallGraces++;
+        this.electionDeadline = clock.now() + 2 * this.heartbeatMs;
+        return this.scheduleElection();
+      }
       this.enqueue({ type: 'ELECTION_TIMEOUT', now: 0 });
       this.armElection();
     }, delay);
@@ -498,15 +555,20 @@ export class RaftNode<R = unknown> {
       this.electionTimer = null;
     }
     if (role === 'leader' && this.heartbeatTimer === null) {
-      const hb = this.o.heartbeatIntervalMs ?? 50;
+      const hb = this.heartbeatMs;
       const beat = () => {
         this.heartbeatTimer = clock.setTimeout(beat, hb);
         this.enqueue({ type: 'HEARTBEAT_TIMEOUT', now: 0 });
       };
       this.heartbeatTimer = clock.setTimeout(beat, hb);
+      let checkDueAt = clock.now() + this.electionMin;
       const check = () => {
+        const stalled = this.stalledPast(checkDueAt);
+        checkDueAt = clock.now() + this.electionMin;
         this.quorumTimer = clock.setTimeout(check, this.electionMin);
-        this.enqueue({ type: 'CHECK_QUORUM', now: 0 });
+        // After our own stall the followers' answers may be unread: check again next round.
+        if (stalled) this.stallGraces++;
+        else this.enqueue({ type: 'CHECK_QUORUM', now: 0 });
       };
       this.quorumTimer = clock.setTimeout(check, this.electionMin);
     } else if (role !== 'leader') {

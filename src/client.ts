@@ -56,6 +56,8 @@ export interface MemberStatus extends NodeStatus {
    * background) and installed from a leader or at start (restored, lastRestoreMs); keys in its store.
    */
   snapshots: { taken: number; restored: number; lastIndex: number; lastBytes: number; lastMs: number; lastRestoreMs: number; keys: number };
+  /** Election or quorum checks put off because the member's own event loop had stalled past them. */
+  stallGraces: number;
 }
 
 export interface WatchOptions {

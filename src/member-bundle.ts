@@ -20,7 +20,10 @@ const BUILD_DIR = join(ROOT, '.build');
 
 /** Node arguments, before the member's own flags, that run a member through tsx. */
 export const TSX_MEMBER_ARGS: readonly string[] = ['--import=tsx', join(ROOT, 'src/cli.ts'), 'node'];
-const NODE_FLAGS = ['--max-semi-space-size=2'];
+/** SUBMARINE_MEMBER_NODE_FLAGS (space-separated) replaces them, e.g. to measure another semi-space size. */
+const NODE_FLAGS = process.env.SUBMARINE_MEMBER_NODE_FLAGS !== undefined
+  ? process.env.SUBMARINE_MEMBER_NODE_FLAGS.split(/\s+/).filter(Boolean)
+  : ['--max-semi-space-size=2'];
 
 let built: Promise<readonly string[]> | null = null;
 

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { RaftNode } from '../actors/node.ts';
 import type { Clock, Transport } from '../actors/ports.ts';
+import type { RaftMessage } from '../src/raft/messages.ts';
 import { KvStateMachine } from '../src/sm/kv.ts';
 import { DiskRaftStorage } from '../src/storage/raft-storage.ts';
 import { SimFileSystem } from '../src/storage/sim-fs.ts';
@@ -34,6 +35,17 @@ class ManualClock implements Clock {
     }
     this.t = end;
   }
+  /** The process is not running for `ms` (a GC pause): then every overdue timer fires, late. */
+  async stall(ms: number): Promise<void> {
+    this.t += ms;
+    for (;;) {
+      const next = [...this.timers.entries()].filter(([, x]) => x.at <= this.t).sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
+      if (!next) break;
+      this.timers.delete(next[0]);
+      next[1].fn();
+      for (let i = 0; i < 20; i++) await Promise.resolve();
+    }
+  }
 }
 
 const quietTransport: Transport = { send() {}, listen() {}, close() {} };
@@ -52,5 +64,45 @@ test('a leader keeps no election timer: only its heartbeat and quorum-check time
   await clock.advance(5_000);
   t.is(node.status().role, 'leader');
   t.is(clock.timers.size, 2);
+  await node.stop();
+});
+
+test('a follower whose own process stalled past its election timeout waits two heartbeats before campaigning', async (t) => {
+  // Heartbeats that arrived during the stall are still unread when the overdue timer fires; a
+  // whole host pausing (seen under sustained load here) made every follower campaign at once.
+  const clock = new ManualClock();
+  const sent: RaftMessage[] = [];
+  const node = await RaftNode.start({
+    id: 'n1', bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] },
+    storage: new DiskRaftStorage({ fs: new SimFileSystem(), dir: '/data/n1' }),
+    stateMachine: new KvStateMachine(), transport: { send: (m) => void sent.push(m), listen() {}, close() {} }, clock, random: () => 0.5,
+  });
+  const votes = () => sent.filter((m) => m.type === 'vote').length;
+  await clock.advance(100); // the timeout falls due at 225 ms
+  t.is(votes(), 0);
+  await clock.stall(400); // fires 275 ms late
+  t.is(votes(), 0, 'no campaign straight out of its own stall');
+  t.is(node.stallGraces, 1);
+  await clock.advance(99);
+  t.is(votes(), 0);
+  await clock.advance(2);
+  t.true(votes() > 0, 'still silent two heartbeats later: it campaigns (PreVote)');
+  // On time, a timeout is acted on at once.
+  await node.stop();
+});
+
+test('an election timeout that fires on time is acted on at once', async (t) => {
+  const clock = new ManualClock();
+  const sent: RaftMessage[] = [];
+  const node = await RaftNode.start({
+    id: 'n1', bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] },
+    storage: new DiskRaftStorage({ fs: new SimFileSystem(), dir: '/data/n1' }),
+    stateMachine: new KvStateMachine(), transport: { send: (m) => void sent.push(m), listen() {}, close() {} }, clock, random: () => 0.5,
+  });
+  await clock.advance(224);
+  t.is(sent.filter((m) => m.type === 'vote').length, 0);
+  await clock.advance(1);
+  t.true(sent.filter((m) => m.type === 'vote').length > 0);
+  t.is(node.stallGraces, 0);
   await node.stop();
 });
