@@ -4,6 +4,7 @@
  * NotLeader with a hint); linearizable reads use ReadIndex on the leader; stale reads are served
  * by any member with the revision they reflect.
  */
+import { DEFAULT_ELECTION_TIMEOUT_MS } from '../src/raft/state.ts';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
@@ -489,7 +490,7 @@ export class ClusterServer {
    */
   private requireQuorum(): void {
     const { voters } = this.node.state.conf;
-    const windowMs = 2 * (this.opts.electionTimeoutMs?.max ?? 300);
+    const windowMs = 2 * (this.opts.electionTimeoutMs?.max ?? DEFAULT_ELECTION_TIMEOUT_MS.max);
     const now = performance.now();
     let heard = voters.includes(this.id) ? 1 : 0;
     for (const v of voters) if (v !== this.id && now - (this.transport.lastHeard.get(v) ?? -Infinity) <= windowMs) heard++;

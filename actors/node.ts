@@ -5,7 +5,7 @@ import { snapshotBytes, type SnapshotData } from '../src/raft/snapshot-data.ts';
 import type { RaftMessage } from '../src/raft/messages.ts';
 import type { Proposal } from '../src/raft/leader.ts';
 import { takeReady } from '../src/raft/ready.ts';
-import { confAt, createRaftState, type ProposalError, type RaftConfig, type RaftState, type Ready, type Role } from '../src/raft/state.ts';
+import { DEFAULT_ELECTION_TIMEOUT_MS, confAt, createRaftState, type ProposalError, type RaftConfig, type RaftState, type Ready, type Role } from '../src/raft/state.ts';
 import type { StateMachine } from '../src/raft/state-machine.ts';
 import { EntryType, type ConfChange, type ConfState, type Entry, type NodeId } from '../src/raft/types.ts';
 import type { RaftStorage, RecoveryReport } from '../src/storage/types.ts';
@@ -141,7 +141,8 @@ export class RaftNode<R = unknown> {
     if (loaded.report.truncatedBytes > 0 || loaded.report.notes.length) this.log.warn({ report: loaded.report }, 'storage recovery');
     if (loaded.snapshot) await this.restoreSliced(loaded.snapshot.data);
     this.raft = createRaftState({
-      id: this.id, cfg: this.o.raft, bootstrap: this.o.bootstrap,
+      // The leader lease and transfer deadline follow the election timeout the node runs with.
+      id: this.id, cfg: { electionTimeoutMinMs: this.electionMin, ...this.o.raft }, bootstrap: this.o.bootstrap,
       hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries,
     });
     this.appliedIndex = this.raft.log.applied;
@@ -499,7 +500,7 @@ export class RaftNode<R = unknown> {
   // ---- timers -----------------------------------------------------------------------------
 
   private get electionMin(): number {
-    return this.o.electionTimeoutMs?.min ?? 150;
+    return this.o.electionTimeoutMs?.min ?? DEFAULT_ELECTION_TIMEOUT_MS.min;
   }
 
   private get heartbeatMs(): number {
@@ -519,7 +520,7 @@ export class RaftNode<R = unknown> {
   /** A leader has no election timer: it is armed when the node leaves that role. */
   private armElection(): void {
     if (this.role === 'leader') return;
-    const max = this.o.electionTimeoutMs?.max ?? 300;
+    const max = this.o.electionTimeoutMs?.max ?? DEFAULT_ELECTION_TIMEOUT_MS.max;
     const now = this.o.clock.now();
     this.stallGraceUsed = false;
     this.electionDeadline = now + this.electionMin + this.o.random() * (max - this.electionMin);

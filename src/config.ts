@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { DEFAULT_ELECTION_TIMEOUT_MS } from './raft/state.ts';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -622,6 +623,7 @@ const ENV_VARS: Record<string, Field> = {
   SUBMARINE_DATA_DIR: 'dataDir',
   SUBMARINE_HEARTBEAT_INTERVAL_MS: 'heartbeatIntervalMs',
   SUBMARINE_HEARTBEAT_TIMEOUT_MS: 'heartbeatTimeoutMs',
+  SUBMARINE_ELECTION_TIMEOUT_MS: 'electionTimeoutMs',
   SUBMARINE_DASHBOARD_PORT: 'dashboardPort',
   SUBMARINE_METRICS_PORT: 'metricsPort',
   SUBMARINE_SNAPSHOT_EVERY: 'snapshotEveryEntries',
@@ -702,7 +704,7 @@ const DEFAULTS = {
   serverAddrs: [] as string[],
   heartbeatIntervalMs: 3000,
   heartbeatTimeoutMs: 9000,
-  electionTimeoutMs: { min: 150, max: 300 },
+  electionTimeoutMs: { ...DEFAULT_ELECTION_TIMEOUT_MS },
   heartbeatTickMs: 50,
   snapshotEveryEntries: 10_000,
   commitFlushDelayMs: 2,

@@ -6,9 +6,11 @@
  * named by its content hash, so concurrent launchers and stale files cannot mix versions).
  * SUBMARINE_MEMBER_TSX=1 runs members through tsx instead (profilers that patch our modules).
  *
- * Members also run with a 2 MB young-generation semi-space (V8's default is 16 MB here): RSS under
- * a 64-client put load fell from 113-121 MB to 85-107 MB per member, throughput within the noise
- * (2227/2185 vs 2418/1870 ops/s in alternating runs).
+ * Members run with V8's default young-generation semi-space (16 MB here). A 2 MB one saved 14-30 MB
+ * of RSS per member under a 64-client load of a small state, but with a million keys it tripled the
+ * time spent in garbage collection (15-22 s vs 5-7 s per member over a million puts) and the
+ * event-loop stalls that come with it; SUBMARINE_MEMBER_NODE_FLAGS='--max-semi-space-size=2' brings
+ * it back where memory matters more.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -23,7 +25,7 @@ export const TSX_MEMBER_ARGS: readonly string[] = ['--import=tsx', join(ROOT, 's
 /** SUBMARINE_MEMBER_NODE_FLAGS (space-separated) replaces them, e.g. to measure another semi-space size. */
 const NODE_FLAGS = process.env.SUBMARINE_MEMBER_NODE_FLAGS !== undefined
   ? process.env.SUBMARINE_MEMBER_NODE_FLAGS.split(/\s+/).filter(Boolean)
-  : ['--max-semi-space-size=2'];
+  : [];
 
 let built: Promise<readonly string[]> | null = null;
 

@@ -195,7 +195,7 @@ test('loadConfig: conf/submarine-site.xml under cwd gives peers, server addresse
     serverAddrs: ['10.0.0.2:6000'],
     heartbeatIntervalMs: 2000,
     heartbeatTimeoutMs: 8000,
-    electionTimeoutMs: { min: 150, max: 300 },
+    electionTimeoutMs: { min: 400, max: 800 },
     heartbeatTickMs: 50,
     snapshotEveryEntries: 10_000,
     commitFlushDelayMs: 2,

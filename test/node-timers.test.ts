@@ -25,23 +25,20 @@ class ManualClock implements Clock {
   /** Runs every timer due within `ms`, in time order, letting the node's loop settle between them. */
   async advance(ms: number): Promise<void> {
     const end = this.t + ms;
-    for (;;) {
-      const next = [...this.timers.entries()].filter(([, x]) => x.at <= end).sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
-      if (!next) break;
-      this.timers.delete(next[0]);
-      this.t = next[1].at;
-      next[1].fn();
-      for (let i = 0; i < 20; i++) await Promise.resolve();
-    }
+    await this.runDue(end, true);
     this.t = end;
   }
   /** The process is not running for `ms` (a GC pause): then every overdue timer fires, late. */
   async stall(ms: number): Promise<void> {
     this.t += ms;
+    await this.runDue(this.t, false);
+  }
+  private async runDue(until: number, onTime: boolean): Promise<void> {
     for (;;) {
-      const next = [...this.timers.entries()].filter(([, x]) => x.at <= this.t).sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
+      const next = [...this.timers.entries()].filter(([, x]) => x.at <= until).sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
       if (!next) break;
       this.timers.delete(next[0]);
+      if (onTime) this.t = next[1].at;
       next[1].fn();
       for (let i = 0; i < 20; i++) await Promise.resolve();
     }
@@ -58,7 +55,7 @@ test('a leader keeps no election timer: only its heartbeat and quorum-check time
     stateMachine: new KvStateMachine(), transport: quietTransport, clock, random: () => 0.5,
   });
   t.is(clock.timers.size, 1, 'a follower arms its election timer');
-  await clock.advance(400);
+  await clock.advance(1000);
   t.is(node.status().role, 'leader');
   t.is(clock.timers.size, 2, 'heartbeat and CheckQuorum only');
   await clock.advance(5_000);
@@ -67,9 +64,8 @@ test('a leader keeps no election timer: only its heartbeat and quorum-check time
   await node.stop();
 });
 
-test('a follower whose own process stalled past its election timeout waits two heartbeats before campaigning', async (t) => {
-  // Heartbeats that arrived during the stall are still unread when the overdue timer fires; a
-  // whole host pausing (seen under sustained load here) made every follower campaign at once.
+/** n1 of three, hearing nobody, election timeout 400-800 ms landing at 600 ms; what it sends is kept. */
+async function lonelyFollower() {
   const clock = new ManualClock();
   const sent: RaftMessage[] = [];
   const node = await RaftNode.start({
@@ -77,29 +73,29 @@ test('a follower whose own process stalled past its election timeout waits two h
     storage: new DiskRaftStorage({ fs: new SimFileSystem(), dir: '/data/n1' }),
     stateMachine: new KvStateMachine(), transport: { send: (m) => void sent.push(m), listen() {}, close() {} }, clock, random: () => 0.5,
   });
+  return { clock, sent, node };
+}
+
+test('a follower whose own process stalled past its election timeout waits two heartbeats before campaigning', async (t) => {
+  // Heartbeats that arrived during the stall are still unread when the overdue timer fires; a
+  // whole host pausing (seen under sustained load here) made every follower campaign at once.
+  const { clock, sent, node } = await lonelyFollower();
   const votes = () => sent.filter((m) => m.type === 'vote').length;
-  await clock.advance(100); // the timeout falls due at 225 ms
+  await clock.advance(100); // the timeout falls due at 600 ms
   t.is(votes(), 0);
-  await clock.stall(400); // fires 275 ms late
+  await clock.stall(800); // fires 300 ms late
   t.is(votes(), 0, 'no campaign straight out of its own stall');
   t.is(node.stallGraces, 1);
   await clock.advance(99);
   t.is(votes(), 0);
   await clock.advance(2);
   t.true(votes() > 0, 'still silent two heartbeats later: it campaigns (PreVote)');
-  // On time, a timeout is acted on at once.
   await node.stop();
 });
 
 test('an election timeout that fires on time is acted on at once', async (t) => {
-  const clock = new ManualClock();
-  const sent: RaftMessage[] = [];
-  const node = await RaftNode.start({
-    id: 'n1', bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] },
-    storage: new DiskRaftStorage({ fs: new SimFileSystem(), dir: '/data/n1' }),
-    stateMachine: new KvStateMachine(), transport: { send: (m) => void sent.push(m), listen() {}, close() {} }, clock, random: () => 0.5,
-  });
-  await clock.advance(224);
+  const { clock, sent, node } = await lonelyFollower();
+  await clock.advance(599);
   t.is(sent.filter((m) => m.type === 'vote').length, 0);
   await clock.advance(1);
   t.true(sent.filter((m) => m.type === 'vote').length > 0);

@@ -7,6 +7,7 @@ import { Outbox, OutboxClosedError, type OutboxOptions, type OutboxOutcome, type
 import type { Clock } from '../actors/ports.ts';
 import { outboxMachine } from '../machines/outbox.ts';
 import { WalCorruptionError } from '../src/storage/errors.ts';
+import { SessionLostError } from '../src/errors.ts';
 import { SimFileSystem } from '../src/storage/sim-fs.ts';
 
 const DIR = '/outbox';
@@ -447,3 +448,53 @@ async function waitUntil(cond: () => boolean): Promise<void> {
     await new Promise((r) => setImmediate(r));
   }
 }
+
+test('with openSession, items go out under a cluster session stored before its first use, kept across a reopen', async (t) => {
+  const fs = new SimFileSystem();
+  const opened: string[] = [];
+  const openSession = async () => {
+    const id = `s${opened.length + 1}`;
+    opened.push(id);
+    return id;
+  };
+  const cluster = fakeCluster(() => 1, false);
+  let outbox = await open(fs, { submit: cluster.submit, openSession });
+  await outbox.enqueue(enc('a'));
+  await outbox.enqueue(enc('b'));
+  await outbox.whenDrained();
+  t.deepEqual(opened, ['s1']);
+  t.deepEqual([...cluster.sessions.keys()], ['s1']);
+  t.is(cluster.sessions.get('s1')!.seq, 2, 'session seqs count from 1');
+  await outbox.close();
+  // A new incarnation keeps the stored session (a pending retry must reuse it).
+  outbox = await open(fs, { submit: cluster.submit, openSession });
+  await outbox.enqueue(enc('c'));
+  await outbox.whenDrained();
+  t.deepEqual(opened, ['s1']);
+  t.is(cluster.sessions.get('s1')!.seq, 3);
+  t.deepEqual(cluster.applied, ['a', 'b', 'c']);
+  await outbox.close();
+});
+
+test('a session the cluster lost makes the head an unknown outcome (never resent under a new session); the next item opens one', async (t) => {
+  const fs = new SimFileSystem();
+  const { submit, call } = scripted();
+  let n = 0;
+  const outbox = await open(fs, { submit, openSession: async () => `s${++n}` });
+  const seen = results(outbox);
+  await outbox.enqueue(enc('x'));
+  await outbox.enqueue(enc('y'));
+  const first = await call(1);
+  t.like(first, { client: 's1', seq: 1 });
+  first.reject(new SessionLostError('outcome unknown: session s1 is unknown or expired'));
+  const second = await call(2);
+  t.like(second, { client: 's2', seq: 1 }, 'y goes out under a new session');
+  t.is(dec(second.command), 'y');
+  second.resolve('ok-y');
+  await outbox.whenDrained();
+  t.is(seen.length, 2);
+  t.is(seen[0]![0], 1);
+  t.true(!seen[0]![1].ok && seen[0]![1].error instanceof SessionLostError);
+  t.deepEqual(seen[1], [2, { ok: true, result: 'ok-y' }]);
+  await outbox.close();
+});
