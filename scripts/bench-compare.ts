@@ -45,6 +45,7 @@ import { parseFlags } from '../src/config.ts';
 import { startLocalCluster, type LocalCluster } from '../src/local-cluster.ts';
 import { freePorts, OrphanGuard } from '../src/nats/broker.ts';
 import { procStat } from './proc-stat.ts';
+import { DEFAULT_ELECTION_TIMEOUT_MS } from '../src/raft/state.ts';
 
 // ---- settings ------------------------------------------------------------------------------------
 
@@ -514,8 +515,8 @@ const TMPFS = '/dev/shm';
 /**
  * Systems by name. Besides the three of the comparison, variants for the notes:
  *   ours-tmpfs, etcd-tmpfs   data directories on tmpfs (/dev/shm): fsync costs nothing, the rest is equal
- *   etcd-fast                etcd with our election timing: election timeout 150 ms (etcd draws from
- *                            [T, 2T), i.e. 150–300 ms like ours) and heartbeat 30 ms (etcd refuses a
+ *   etcd-fast                etcd with our election timing: election timeout 400 ms (etcd draws from
+ *                            [T, 2T), i.e. 400–800 ms like ours) and heartbeat 50 ms (etcd refuses a
  *                            heartbeat above a fifth of the election timeout) instead of 100/1000
  */
 function makeSystems(): { systems: (() => System)[]; skipped: object[] } {
@@ -530,7 +531,7 @@ function makeSystems(): { systems: (() => System)[]; skipped: object[] } {
       }
       if (name === 'etcd') systems.push(() => new Etcd(etcd));
       else if (name === 'etcd-tmpfs') systems.push(() => new Etcd(etcd, name, TMPFS));
-      else if (name === 'etcd-fast') systems.push(() => new Etcd(etcd, name, tmpdir(), 150, 30));
+      else if (name === 'etcd-fast') systems.push(() => new Etcd(etcd, name, tmpdir(), DEFAULT_ELECTION_TIMEOUT_MS.min, 50));
       else throw new Error(`unknown system ${name}`);
     } else if (name === 'jetstream') {
       const bin = which('nats-server') ?? '/usr/sbin/nats-server';
