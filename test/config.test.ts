@@ -487,8 +487,8 @@ test('election timeout: min-max, min below max, min at least twice the heartbeat
     t.is(err.key, '--election-timeout', value);
     t.regex(err.message, says);
   }
-  const dir = sandbox(t, { 'c.json': JSON.stringify({ peers: ['a'], heartbeatTickMs: 100 }) });
-  // The default election timeout (150) is too short for a 100 ms tick: blame the tick that was set.
+  const dir = sandbox(t, { 'c.json': JSON.stringify({ peers: ['a'], heartbeatTickMs: 250 }) });
+  // The default election timeout (400) is too short for a 250 ms tick: blame the tick that was set.
   const err = configError(t, () => load({ jsonPath: join(dir, 'c.json') }));
   t.is(err.key, 'heartbeatTickMs');
 });

@@ -66,7 +66,7 @@ test('a single voter elects itself through preCandidate and candidate and commit
 });
 
 test('a follower inside the leader lease ignores a vote request of a higher term', (t) => {
-  const raft = createRaftState({ id: 'n2', bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] }, hardState: { term: 1, vote: null, commit: 0 }, snapshot: null, entries: [] });
+  const raft = createRaftState({ id: 'n2', cfg: { electionTimeoutMinMs: 150 }, bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] }, hardState: { term: 1, vote: null, commit: 0 }, snapshot: null, entries: [] });
   const actor = createActor(raftMachine, { input: { raft } }).start();
   actor.send({ type: 'MSG', now: 100, msg: { type: 'append', from: 'n1', to: 'n2', term: 1, prevLogIndex: 0, prevLogTerm: 0, entries: [], commit: 0, round: 1 } });
   takeReady(raft);

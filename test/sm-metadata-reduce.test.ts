@@ -177,7 +177,9 @@ test('registerReducer refuses to replace a name with another function', (t) => {
 
 test('a session retry returns the stored result without running the reducer again', (t) => {
   const sm = new MetadataStateMachine();
-  const cmd: MetaCommand = { ...reduce('c', { by: 3 }), session: { client: 'a', seq: 1 } };
+  const opened = run(sm, { op: 'openSession' });
+  const client = opened.ok ? opened.session! : 'none';
+  const cmd: MetaCommand = { ...reduce('c', { by: 3 }), session: { client, seq: 1 } };
   const first = ok(run(sm, cmd));
   const before = calls;
   t.deepEqual(run(sm, cmd), first);

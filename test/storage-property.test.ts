@@ -269,3 +269,16 @@ test('regression: a commit-only record left unsynced in a segment that then rota
   ], false);
   t.pass();
 });
+
+test('regression: an own snapshot after a leader snapshot whose persist is still in flight', async (t) => {
+  // Found by the property above once own snapshots were written outside the writer queue.
+  await runScenario([
+    { kind: 'persist', back: 0, count: 2, bumpTerm: true, vote: false, commitAdvance: 0, size: 0, omitHardState: false },
+    { kind: 'snapshot', pick: 0, discard: true },
+    { kind: 'settle', turns: 3, pickSeed: 1439017827 },
+    { kind: 'persist', back: 0, count: 1, bumpTerm: false, vote: false, commitAdvance: 1, size: 0, omitHardState: false },
+    { kind: 'snapshot', pick: 0, discard: false },
+    { kind: 'settle', turns: 1, pickSeed: 0 },
+  ], false);
+  t.pass();
+});

@@ -382,3 +382,42 @@ for (const discardLog of [false, true]) {
     t.fail('scenario never completed');
   });
 }
+
+/** A file system whose snapshot temp files sync only when the test opens the gate (a slow, large write). */
+function gatedSnapshotFs(base: FileSystem) {
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const fs: FileSystem = {
+    mkdirp: (d) => base.mkdirp(d), list: (d) => base.list(d), readFile: (p) => base.readFile(p),
+    writeFile: (p, b) => base.writeFile(p, b), rename: (a, b) => base.rename(a, b), remove: (p) => base.remove(p), syncDir: (d) => base.syncDir(d),
+    async openAppend(path) {
+      const h = await base.openAppend(path);
+      if (!path.endsWith('.tmp')) return h;
+      return { append: (b) => h.append(b), truncate: (n) => h.truncate(n), close: () => h.close(), datasync: async () => (await gate, h.datasync()) };
+    },
+  };
+  return { fs, open };
+}
+
+test('WAL appends go on while an own snapshot is written; the snapshot is placed against the log as it is when it lands', async (t) => {
+  const sim = new SimFileSystem();
+  const { fs, open: release } = gatedSnapshotFs(sim.session());
+  const storage = new DiskRaftStorage({ fs, dir: DIR });
+  await storage.load();
+  await storage.persist({ hardState: { term: 1, vote: null, commit: 3 }, entries: range(1, 3, 1) });
+  let saved = false;
+  const save = storage.saveSnapshot({ meta: { index: 3, term: 1, conf: { voters: ['a'], learners: [] } }, data: [new Uint8Array(300_000).fill(7)] }, { discardLog: false })
+    .then(() => (saved = true));
+  // The snapshot's data cannot be synced yet: appends must not wait behind it.
+  const appended = storage.persist({ hardState: { term: 1, vote: null, commit: 5 }, entries: range(4, 5, 1) }).then(() => 'appended');
+  const limit = new Promise((r) => setTimeout(() => r('still waiting after 5 s'), 5000).unref());
+  t.is(await Promise.race([appended, limit]), 'appended');
+  t.false(saved);
+  release();
+  await save;
+  await storage.close();
+  const { loaded } = await open(sim);
+  t.is(loaded.snapshot?.meta.index, 3);
+  t.is(concatBytes(loaded.snapshot!.data).length, 300_000);
+  t.deepEqual(loaded.entries.map((e) => e.index), [4, 5]);
+});

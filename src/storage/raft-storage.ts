@@ -73,8 +73,14 @@ interface Placement {
 type Op =
   | ({ kind: 'persist'; batch: PersistBatch } & Waiter)
   | ({ kind: 'snapshot'; snapshot: Snapshot; discardLog: boolean } & Waiter)
-  /** An own snapshot whose temp file is written and synced: make it the base. */
-  | ({ kind: 'snapshotCommit'; meta: SnapshotMeta; placement: Placement } & Waiter);
+  /** An own snapshot whose data is written and synced to its temp file: place it and make it the base. */
+  | ({ kind: 'snapshotCommit'; meta: SnapshotMeta; data: SnapshotDataWritten } & Waiter);
+
+/** What the temp file holds after the magic: the data's length and CRC, for the trailer. */
+interface SnapshotDataWritten {
+  bytes: number;
+  crc: number;
+}
 
 /** Snapshot pieces are written in batches of about this size (fewer syscalls, bounded copies). */
 const SNAPSHOT_WRITE_BYTES = 1024 * 1024;
@@ -143,16 +149,16 @@ export class DiskRaftStorage implements RaftStorage {
     return job;
   }
 
+  /**
+   * The data (the large part) is written and synced here; where the snapshot leaves the log is
+   * decided in the queue, from the log as it is then (a leader's snapshot may have replaced it
+   * meanwhile), and written into the trailer there.
+   */
   private async writeOwnSnapshot(snapshot: Snapshot): Promise<void> {
     const { meta } = snapshot;
     if (meta.index <= this.snapIndex) return this.ignoreSnapshot(meta);
-    const placement = this.place(meta, false);
-    if (!placement.keepLog) {
-      // Not a snapshot of our own log (its entry is not ours): the queue handles it as an install.
-      return this.enqueue((w) => ({ kind: 'snapshot', snapshot, discardLog: false, ...w }));
-    }
-    await this.writeSnapshotTemp(snapshot, placement);
-    return this.enqueue((w) => ({ kind: 'snapshotCommit', meta, placement, ...w }));
+    const data = await this.writeSnapshotData(snapshot);
+    return this.enqueue((w) => ({ kind: 'snapshotCommit', meta, data, ...w }));
   }
 
   async close(): Promise<void> {
@@ -195,7 +201,7 @@ export class DiskRaftStorage implements RaftStorage {
         try {
           const head = group[0]!;
           if (head.kind === 'snapshot') await this.writeSnapshot(head.snapshot, head.discardLog);
-          else if (head.kind === 'snapshotCommit') await this.commitSnapshot(head.meta, head.placement);
+          else if (head.kind === 'snapshotCommit') await this.placeAndCommit(head.meta, head.data);
           else await this.writeGroup(group as Extract<Op, { kind: 'persist' }>[]);
           // Calls rejected as malformed inside writeGroup stay rejected: a promise settles once.
           for (const op of group) op.resolve();
@@ -337,8 +343,6 @@ export class DiskRaftStorage implements RaftStorage {
     const keepLog = !discardLog && this.termAt(meta.index) === meta.term;
     let walStartSeq = this.nextSeq; // discarding: start over in a fresh segment
     if (keepLog) {
-      // Entries after the snapshot are where they are now or in later segments (appends go to the
-      // active segment or a newer one), so replaying from here stays right while the file is written.
       const firstAfter = meta.index - this.snapIndex; // position of entry index + 1 in entrySegs
       walStartSeq = this.entrySegs[firstAfter] ?? this.active?.seq ?? this.nextSeq;
       for (let k = firstAfter; k < this.entrySegs.length; k++) walStartSeq = Math.min(walStartSeq, this.entrySegs[k]!);
@@ -348,10 +352,13 @@ export class DiskRaftStorage implements RaftStorage {
     return { keepLog, walStartSeq, commit };
   }
 
-  /** magic, data (piece by piece, CRC as it goes), trailer; then datasync. Each write awaits, so the event loop keeps turning. */
-  private async writeSnapshotTemp(snapshot: Snapshot, p: Placement): Promise<void> {
-    const tmp = this.path(snapshotName(snapshot.meta.index) + TMP_SUFFIX);
-    const handle = await this.fs.openAppend(tmp);
+  private tempName(meta: SnapshotMeta): string {
+    return this.path(snapshotName(meta.index) + TMP_SUFFIX);
+  }
+
+  /** magic and data (piece by piece, CRC as it goes), then datasync. Each write awaits, so the event loop keeps turning. */
+  private async writeSnapshotData(snapshot: Snapshot): Promise<SnapshotDataWritten> {
+    const handle = await this.fs.openAppend(this.tempName(snapshot.meta));
     try {
       await handle.truncate(0); // a leftover of an attempt that failed in this process
       await handle.append(SNAPSHOT_FILE_MAGIC);
@@ -362,10 +369,22 @@ export class DiskRaftStorage implements RaftStorage {
         bytes += batch.length;
         await handle.append(batch);
       }
-      await handle.append(encodeSnapshotTrailer({ meta: snapshot.meta, walStartSeq: p.walStartSeq, commit: p.commit, dataBytes: bytes, dataCrc: crc }));
       await handle.datasync();
       this.counters.fsyncs++;
       this.counters.bytesWritten += bytes;
+      return { bytes, crc };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** The trailer (what the data is, where replay starts) completes the temp file; synced. */
+  private async writeSnapshotTrailer(meta: SnapshotMeta, data: SnapshotDataWritten, p: Placement): Promise<void> {
+    const handle = await this.fs.openAppend(this.tempName(meta));
+    try {
+      await handle.append(encodeSnapshotTrailer({ meta, walStartSeq: p.walStartSeq, commit: p.commit, dataBytes: data.bytes, dataCrc: data.crc }));
+      await handle.datasync();
+      this.counters.fsyncs++;
     } finally {
       await handle.close();
     }
@@ -374,21 +393,28 @@ export class DiskRaftStorage implements RaftStorage {
   private async writeSnapshot(snapshot: Snapshot, discardLog: boolean): Promise<void> {
     const { meta } = snapshot;
     if (meta.index <= this.snapIndex) return this.ignoreSnapshot(meta);
+    const data = await this.writeSnapshotData(snapshot);
     const placement = this.place(meta, discardLog);
-    await this.writeSnapshotTemp(snapshot, placement);
+    await this.writeSnapshotTrailer(meta, data, placement);
+    await this.commitSnapshot(meta, placement);
+  }
+
+  /** In the queue, for an own snapshot: placed against the log as it is now. */
+  private async placeAndCommit(meta: SnapshotMeta, data: SnapshotDataWritten): Promise<void> {
+    if (meta.index <= this.snapIndex) {
+      // A newer snapshot from the leader was installed while this one was written.
+      await this.fs.remove(this.tempName(meta));
+      return this.ignoreSnapshot(meta);
+    }
+    const placement = this.place(meta, false);
+    await this.writeSnapshotTrailer(meta, data, placement);
     await this.commitSnapshot(meta, placement);
   }
 
   /** Renames the synced temp file into place and makes it the base: the log before it goes. */
   private async commitSnapshot(meta: SnapshotMeta, placement: Placement): Promise<void> {
-    const tmp = this.path(snapshotName(meta.index) + TMP_SUFFIX);
-    if (meta.index <= this.snapIndex) {
-      // A newer snapshot from the leader was installed while this one was written.
-      await this.fs.remove(tmp);
-      return this.ignoreSnapshot(meta);
-    }
     const { keepLog, walStartSeq, commit } = placement;
-    await this.fs.rename(tmp, this.path(snapshotName(meta.index)));
+    await this.fs.rename(this.tempName(meta), this.path(snapshotName(meta.index)));
     await this.fs.syncDir(this.dir);
     this.counters.fsyncs++;
 
