@@ -40,7 +40,10 @@ export interface RaftNodeOptions<R> {
 
 export interface NodeStatus {
   id: NodeId;
+  /** A halted node (stopped, or failed: see `fatal`) is never reported as leader. */
   role: Role;
+  /** Why the node halted on its own (a storage failure such as ENOSPC or EIO); null while it runs. */
+  fatal: string | null;
   term: number;
   leader: NodeId | null;
   commitIndex: number;
@@ -120,6 +123,7 @@ export class RaftNode<R = unknown> {
   readonly transitions: RoleChange[] = [];
   private listeners = new Set<(n: RaftNode<R>) => void>();
   private applyListeners = new Set<(e: Entry, result: R | undefined) => void>();
+  private fatalListeners = new Set<(err: Error) => void>();
   recovery: RecoveryReport | null = null;
   fatal: Error | null = null;
 
@@ -186,13 +190,14 @@ export class RaftNode<R = unknown> {
   status(): NodeStatus {
     const s = this.raft;
     return {
-      id: this.id, role: this.role, term: s.term, leader: s.leader, commitIndex: s.log.committed,
+      id: this.id, role: this.stopped ? 'follower' : this.role, fatal: this.fatal?.message ?? null,
+      term: s.term, leader: this.stopped ? null : s.leader, commitIndex: s.log.committed,
       appliedIndex: this.appliedIndex, lastIndex: lastIndex(s.log), snapshotIndex: s.log.snapshotIndex, conf: s.conf,
     };
   }
 
   get isLeader(): boolean {
-    return this.role === 'leader';
+    return !this.stopped && this.role === 'leader';
   }
 
   /** The live role machine (for the dashboard's state chart). */
@@ -374,6 +379,17 @@ export class RaftNode<R = unknown> {
     this.fatal = e;
     this.log.error({ err: e, node: this.id }, 'raft node failed; stopping');
     this.halt();
+    for (const fn of this.fatalListeners) fn(e);
+  }
+
+  /**
+   * Called once if the node halts on its own (a storage write or fsync failed: the disk's state is
+   * unknown, so it acknowledges nothing more). A member process exits on it (fail-stop) for its
+   * supervisor to restart it; a clean stop() does not call it.
+   */
+  onFatal(fn: (err: Error) => void): () => void {
+    this.fatalListeners.add(fn);
+    return () => this.fatalListeners.delete(fn);
   }
 
   private apply(e: Entry): void {

@@ -63,6 +63,11 @@ export class MemberProcess {
     this.child = child;
   }
 
+  /** Resolves with the exit code once the current process has exited (null if killed by a signal). */
+  whenExited(): Promise<number | null> {
+    return this.exited;
+  }
+
   /** SIGTERM, then SIGKILL if it does not exit within `graceMs`. */
   async stop(graceMs = 5000): Promise<number | null> {
     if (!this.running) return this.exited;

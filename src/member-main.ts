@@ -23,7 +23,16 @@ export async function runNode(args: string[]): Promise<number> {
     snapshotEveryEntries: cfg.snapshotEveryEntries, commitFlushDelayMs: cfg.commitFlushDelayMs, metricsPort: cfg.metricsPort,
     monitor: { heartbeatIntervalMs: cfg.heartbeatIntervalMs, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, offlineRetentionMs },
   });
+  let exitCode = 0;
   await new Promise<void>((resolve) => {
+    // Fail-stop: a failed storage write (ENOSPC, EIO) halts the Raft node; a member that stayed up
+    // without it would look alive while it can neither vote nor acknowledge. Exit non-zero with the
+    // reason so a supervisor restarts it once the disk works again (recovery replays the WAL).
+    server.node.onFatal((err) => {
+      logger.fatal({ err: err.message, code: (err as NodeJS.ErrnoException).code }, 'storage failed: this member exits (fail-stop) for its supervisor to restart it');
+      exitCode = 1;
+      stop('fatal');
+    });
     const stop = (signal: string) => {
       logger.info({ signal }, 'stopping');
       server.stop().then(resolve, (err) => {
@@ -38,5 +47,5 @@ export async function runNode(args: string[]): Promise<number> {
       process.stdin.resume();
     }
   });
-  return 0;
+  return exitCode;
 }

@@ -31,7 +31,7 @@ export class SimCrashedError extends Error {
 /** Same shape as Node's errors, so callers can test `code === 'ENOENT'` on either FS. */
 export class SimFsError extends Error {
   constructor(
-    readonly code: 'ENOENT' | 'EEXIST' | 'EBADF',
+    readonly code: 'ENOENT' | 'EEXIST' | 'EBADF' | 'ENOSPC' | 'EIO',
     path: string,
   ) {
     super(`${code}: ${path}`);
@@ -101,6 +101,16 @@ export class SimFileSystem implements FileSystem {
     this.tornWriteProbability = options.tornWriteProbability ?? 0.5;
     this.live.set('/', new Map());
     this.durable.set('/', new Map());
+  }
+
+  /**
+   * A full or failing disk: while set, every append, writeFile and datasync throws this error
+   * (as Node's file system would: `code` ENOSPC or EIO) and changes nothing.
+   */
+  writeFault: 'ENOSPC' | 'EIO' | null = null;
+
+  private checkWriteFault(path: string): void {
+    if (this.writeFault) throw new SimFsError(this.writeFault, path);
   }
 
   /** Sync calls so far: datasync() and writeFile() count as datasyncs. */
@@ -212,6 +222,7 @@ export class SimFileSystem implements FileSystem {
   }
 
   private doWriteFile(path: string, bytes: Uint8Array, epoch: number): Promise<void> {
+    this.checkWriteFault(path);
     const inode = this.getOrCreate(path);
     this.truncateInode(inode, 0);
     setLength(inode, bytes.length);
@@ -256,12 +267,14 @@ export class SimFileSystem implements FileSystem {
     return {
       append: async (bytes) => {
         usable();
+        this.checkWriteFault('append');
         const at = inode.length;
         setLength(inode, at + bytes.length);
         inode.bytes.set(bytes, at);
       },
       datasync: async () => {
         usable();
+        this.checkWriteFault('datasync');
         await this.datasyncInode(inode, epoch);
       },
       truncate: async (length) => {
