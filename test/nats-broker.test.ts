@@ -179,7 +179,10 @@ test('connections without valid credentials are refused, and so are rogue routes
   await t.throwsAsync(connect({ servers: c.urls[1], user: creds.client.user, pass: creds.client.pass + 'x' }), refused, 'wrong client password');
   await t.throwsAsync(connect({ servers: c.urls[2], user: creds.route.user, pass: creds.route.pass }), refused, 'route credentials are not a client login');
 
-  // A server (or anything) joining on the cluster port must present the route credentials.
+  // A server (or anything) joining on the cluster port must speak TLS with the broker's route
+  // certificate (nats.conf: routes always run TLS) before its route credentials are even read: a
+  // plain-text client is closed without a word in clear (nats-server 2.9 sends nothing before the
+  // TLS handshake on a TLS route port) and never gets a PONG.
   const reply = await new Promise<string>((resolve, reject) => {
     let buf = '';
     let sent = false;
@@ -195,7 +198,7 @@ test('connections without valid credentials are refused, and so are rogue routes
     s.on('error', () => {});
     s.on('close', () => (clearTimeout(timer), resolve(buf)));
   });
-  t.regex(reply, /-ERR 'Authorization Violation'/);
+  t.notRegex(reply, /INFO|PONG/);
 });
 
 test('a client may use api, events, watch and inboxes but can neither publish nor subscribe on raft', async (t) => {

@@ -1,7 +1,10 @@
 /**
- * Runs the NATS broker as a cluster of nats-server processes on loopback, every one configured by
- * the project's nats.conf; the per-server values (ports, routes, credentials) go in through
- * environment variables (see the comments in nats.conf for why they are quoted the way they are).
+ * Runs the NATS broker as a cluster of nats-server processes on one host (loopback by default),
+ * every one configured by the project's nats.conf; the per-server values (host, ports, advertise
+ * addresses, routes, credentials, route TLS) go in through environment variables (see the comments
+ * in nats.conf for why they are quoted the way they are), client TLS through nats-server's flags.
+ * `natsServerLaunch` builds both for one server; `submarine-cluster broker` (broker-command.ts)
+ * uses it for one host's server of a multi-host broker.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants, fstatSync, openSync } from 'node:fs';
@@ -10,6 +13,7 @@ import { createServer, type Socket } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import { packageRoot } from '../paths.ts';
 import type { NatsCredentials } from './credentials.ts';
+import { ensureRouteCert } from './tls.ts';
 
 export interface BrokerLogger {
   info(obj: object, msg: string): void;
@@ -19,6 +23,8 @@ export interface BrokerLogger {
 export interface StartNatsClusterOptions {
   /** Number of servers (default 3). */
   size?: number;
+  /** Address every listener binds (clients, routes, monitoring); default 127.0.0.1. */
+  host?: string;
   /** Run directory: one log file per server. */
   dir: string;
   credentials: NatsCredentials;
@@ -44,7 +50,7 @@ export interface NatsServerInfo {
 }
 
 export interface NatsCluster {
-  /** `nats://127.0.0.1:<port>` per server, in server order. */
+  /** `nats://<host>:<port>` per server, in server order. */
   readonly urls: string[];
   /** Live view: pid and running change as servers stop and start. */
   readonly servers: readonly NatsServerInfo[];
@@ -60,9 +66,75 @@ export interface NatsCluster {
 
 export const DEFAULT_CONF_PATH = join(packageRoot(import.meta.url), 'nats.conf');
 
-const HOST = '127.0.0.1';
+export const DEFAULT_HOST = '127.0.0.1';
 const POLL_MS = 20;
 const silentLogger: BrokerLogger = { info() {}, warn() {} };
+
+/** `host:port` for a URL or a nats.conf value: IPv6 addresses in brackets. */
+export const hostPort = (host: string, port: number): string => `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
+
+/** The TLS files of a server: its key and certificate, and the CA that signed its peers'. */
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+export interface NatsServerSpec {
+  name: string;
+  host: string;
+  clientPort: number;
+  /** host:port announced to clients (INFO connect_urls); default: none (the listen address). */
+  clientAdvertise?: string;
+  /** Monitoring `host:port`, or null for none. */
+  http: string | null;
+  clusterHost: string;
+  clusterPort: number;
+  /** host:port announced to the other servers; default: none (the listen address). */
+  clusterAdvertise?: string;
+  /** The other servers' route listeners, `host:port` each. */
+  routes: string[];
+  credentials: NatsCredentials;
+  /** Client TLS (clients must use tls:// and trust `ca`); none: plain (loopback, or --insecure). */
+  clientTls?: TlsFiles & { verifyClients?: boolean };
+  /**
+   * Route TLS, always on (nats.conf): with a CA, every route checks the other's certificate and
+   * the dialled host name; with `insecure`, the dialled server's certificate is not checked (a
+   * shared self-signed certificate whose `ca` is itself, reached by other names than its own).
+   */
+  routeTls: TlsFiles & { insecure?: boolean };
+}
+
+/** Environment and arguments that run one server of the broker from nats.conf. */
+export function natsServerLaunch(s: NatsServerSpec, confPath: string): { env: Record<string, string>; args: string[] } {
+  const q = (v: string) => JSON.stringify(v); // keeps a secret, a host or a path a string for the config parser
+  const { member, client, route } = s.credentials;
+  const routeAuth = `${encodeURIComponent(route.user)}:${encodeURIComponent(route.pass)}`;
+  const t = s.routeTls;
+  const clusterTls = `{cert_file: ${q(t.cert)}, key_file: ${q(t.key)}, ca_file: ${q(t.ca)}, verify: true, timeout: 3${t.insecure ? ', insecure: true' : ''}}`;
+  const env: Record<string, string> = {
+    SERVER_NAME: q(s.name),
+    HOST: q(s.host),
+    CLIENT_PORT: String(s.clientPort),
+    CLIENT_ADVERTISE: q(s.clientAdvertise ?? ''),
+    HTTP: s.http === null ? '0' : q(s.http),
+    CLUSTER_HOST: q(s.clusterHost),
+    CLUSTER_PORT: String(s.clusterPort),
+    CLUSTER_ADVERTISE: q(s.clusterAdvertise ?? ''),
+    ROUTES: JSON.stringify(s.routes.map((r) => `nats-route://${routeAuth}@${r}`)),
+    CLUSTER_TLS: clusterTls,
+    ROUTE_USER: q(route.user),
+    ROUTE_PASS: q(route.pass),
+    MEMBER_USER: q(member.user),
+    MEMBER_PASS: q(member.pass),
+    CLIENT_USER: q(client.user),
+    CLIENT_PASS: q(client.pass),
+  };
+  const args = ['-c', confPath];
+  const c = s.clientTls;
+  if (c) args.push(c.verifyClients ? '--tlsverify' : '--tls', '--tlscert', c.cert, '--tlskey', c.key, '--tlscacert', c.ca);
+  return { env, args };
+}
 
 export function findNatsServer(): string {
   const candidates = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'nats-server')), '/usr/sbin/nats-server'];
@@ -77,8 +149,8 @@ export function findNatsServer(): string {
   throw new Error('nats-server not found on PATH nor at /usr/sbin/nats-server: run scripts/ensure-nats-server.sh (or install nats-server 2.9+)');
 }
 
-/** Ports the OS reports free on 127.0.0.1, all distinct (they are held together until all are known). */
-export async function freePorts(n: number): Promise<number[]> {
+/** Ports the OS reports free on `host` (default 127.0.0.1), all distinct (they are held together until all are known). */
+export async function freePorts(n: number, host = DEFAULT_HOST): Promise<number[]> {
   const servers = Array.from({ length: n }, () => createServer());
   try {
     return await Promise.all(
@@ -86,7 +158,7 @@ export async function freePorts(n: number): Promise<number[]> {
         (s) =>
           new Promise<number>((res, rej) => {
             s.once('error', rej);
-            s.listen(0, HOST, () => res((s.address() as { port: number }).port));
+            s.listen(0, host, () => res((s.address() as { port: number }).port));
           }),
       ),
     );
@@ -190,9 +262,9 @@ async function logTail(file: string, from: number, maxBytes = 4096): Promise<str
   }
 }
 
-async function getJson(port: number, path: string): Promise<Record<string, unknown> | null> {
+async function getJson(host: string, port: number, path: string): Promise<Record<string, unknown> | null> {
   try {
-    const res = await fetch(`http://${HOST}:${port}${path}`, { signal: AbortSignal.timeout(1000) });
+    const res = await fetch(`http://${hostPort(host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host, port)}${path}`, { signal: AbortSignal.timeout(1000) });
     if (!res.ok) return null;
     return (await res.json()) as Record<string, unknown>;
   } catch {
@@ -217,28 +289,26 @@ export async function startNatsCluster(opts: StartNatsClusterOptions): Promise<N
   const log = opts.logger ?? silentLogger;
   const startTimeoutMs = opts.startTimeoutMs ?? 20_000;
   const stopTimeoutMs = opts.stopTimeoutMs ?? 5_000;
-  const { member, client, route } = opts.credentials;
-  const q = (s: string) => JSON.stringify(s); // keeps a secret a string for the config parser
-  const routeAuth = `${encodeURIComponent(route.user)}:${encodeURIComponent(route.pass)}`;
+  const host = opts.host ?? DEFAULT_HOST;
+  // Routes always run TLS (see nats.conf); a local broker's servers share one self-signed
+  // certificate for localhost/127.0.0.1 (and `host`), kept in the run directory.
+  const routeCert = ensureRouteCert(dir, host === DEFAULT_HOST || host === '0.0.0.0' || host === '::' ? [] : [host.replace(/^\[|\]$/g, '')]);
 
   const guard = new OrphanGuard();
   let slots: Slot[] = [];
   let stopped = false;
 
-  const envFor = (s: Slot): NodeJS.ProcessEnv => ({
-    ...process.env,
-    SERVER_NAME: q(s.name),
-    CLIENT_PORT: String(s.clientPort),
-    HTTP_PORT: String(s.httpPort),
-    CLUSTER_PORT: String(s.clusterPort),
-    ROUTES: JSON.stringify(slots.filter((o) => o !== s).map((o) => `nats://${routeAuth}@${HOST}:${o.clusterPort}`)),
-    ROUTE_USER: q(route.user),
-    ROUTE_PASS: q(route.pass),
-    MEMBER_USER: q(member.user),
-    MEMBER_PASS: q(member.pass),
-    CLIENT_USER: q(client.user),
-    CLIENT_PASS: q(client.pass),
-  });
+  const launchFor = (s: Slot) =>
+    natsServerLaunch(
+      {
+        name: s.name, host, clientPort: s.clientPort, http: hostPort(host, s.httpPort),
+        clusterHost: host, clusterPort: s.clusterPort,
+        routes: slots.filter((o) => o !== s).map((o) => hostPort(host === '0.0.0.0' ? DEFAULT_HOST : host === '::' ? '::1' : host, o.clusterPort)),
+        credentials: opts.credentials,
+        routeTls: { cert: routeCert.cert, key: routeCert.key, ca: routeCert.cert },
+      },
+      confPath,
+    );
 
   function spawnServer(s: Slot): void {
     const fd = openSync(s.logFile, 'a');
@@ -246,7 +316,8 @@ export async function startNatsCluster(opts: StartNatsClusterOptions): Promise<N
     let child: ChildProcess;
     try {
       // Own process group: a terminal's Ctrl-C reaches us, and we stop the servers in order.
-      child = spawn(bin, ['-c', confPath], { env: envFor(s), stdio: ['ignore', fd, fd], detached: true });
+      const { env, args } = launchFor(s);
+      child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd], detached: true });
     } finally {
       closeSync(fd);
     }
@@ -280,9 +351,9 @@ export async function startNatsCluster(opts: StartNatsClusterOptions): Promise<N
     const p = s.proc!;
     for (;;) {
       if (p.hasExited) throw await failure(s, `nats-server (pid ${p.pid}) exited during start`);
-      const health = await getJson(s.httpPort, '/healthz');
+      const health = await getJson(host, s.httpPort, '/healthz');
       if (health?.status === 'ok') {
-        const varz = await getJson(s.httpPort, '/varz');
+        const varz = await getJson(host, s.httpPort, '/varz');
         // Check the name: the port could, in theory, belong to someone else's server.
         if (varz && varz.server_name === s.name && typeof varz.server_id === 'string' && !p.hasExited) {
           s.serverId = varz.server_id;
@@ -300,7 +371,7 @@ export async function startNatsCluster(opts: StartNatsClusterOptions): Promise<N
       const running = slots.filter((s) => s.proc && !s.proc.hasExited);
       const missing: string[] = [];
       for (const s of running) {
-        const routez = await getJson(s.httpPort, '/routez');
+        const routez = await getJson(host, s.httpPort, '/routez');
         const remote = new Set(((routez?.routes as { remote_id?: string }[] | undefined) ?? []).map((r) => r.remote_id));
         for (const o of running) if (o !== s && !remote.has(o.serverId ?? '')) missing.push(`${s.name}→${o.name}`);
       }
@@ -333,7 +404,7 @@ export async function startNatsCluster(opts: StartNatsClusterOptions): Promise<N
 
   // Ports can be taken between freePorts() and the server binding them: then start over with new ones.
   for (let attempt = 1; ; attempt++) {
-    const ports = await freePorts(size * 3);
+    const ports = await freePorts(size * 3, host === '0.0.0.0' || host === '::' ? DEFAULT_HOST : host);
     slots = Array.from({ length: size }, (_, i) => ({
       name: `nats-${i}`,
       clientPort: ports[i * 3]!,
@@ -352,7 +423,7 @@ export async function startNatsCluster(opts: StartNatsClusterOptions): Promise<N
       for (const s of slots) spawnServer(s);
       await Promise.all(slots.map((s) => waitHealthy(s, deadline)));
       await waitMesh(slots, deadline);
-      log.info({ size, ms: Date.now() - t0, urls: slots.map((s) => `nats://${HOST}:${s.clientPort}`) }, 'nats cluster ready');
+      log.info({ size, ms: Date.now() - t0, urls: slots.map((s) => `nats://${hostPort(host, s.clientPort)}`) }, 'nats cluster ready');
       break;
     } catch (err) {
       await Promise.all(slots.map((s) => stopSlot(s, 'SIGKILL')));
@@ -381,7 +452,7 @@ export async function startNatsCluster(opts: StartNatsClusterOptions): Promise<N
     clientPort: s.clientPort,
     clusterPort: s.clusterPort,
     httpPort: s.httpPort,
-    url: `nats://${HOST}:${s.clientPort}`,
+    url: `nats://${hostPort(host, s.clientPort)}`,
     logFile: s.logFile,
   }));
 
