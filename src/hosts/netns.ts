@@ -13,9 +13,13 @@
 // Everything is named with the prefix (default `sch-`); createHosts removes leftovers with that
 // prefix from an earlier crashed run first, and cleanup() (idempotent; also run at process exit)
 // kills the processes it started and those still inside the namespaces, then deletes the
-// namespaces (with them their iptables rules) and the links.
+// namespaces (with them their iptables rules) and the links. A run stopped by a signal (Ctrl-C)
+// leaves its hosts until the next createHosts with that prefix, or
+// `npx tsx src/hosts/netns.ts cleanup [PREFIX]`. Runs at the same time need distinct prefixes (none
+// a prefix of another: `sch-` would clean up `sch-x-`) and distinct subnets.
 import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
@@ -329,4 +333,26 @@ export async function createHosts(opts: HostsOptions): Promise<HostSet> {
     },
     cleanup,
   };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, prefix = DEFAULT_PREFIX] = argv;
+  if (cmd === 'cleanup') {
+    const r = cleanupPrefix(prefix);
+    process.stdout.write(`removed namespaces [${r.namespaces.join(' ')}], links [${r.links.join(' ')}], killed [${r.killed.join(' ')}]\n`);
+  } else if (cmd === 'available') {
+    const a = await available(prefix);
+    process.stdout.write(a.ok ? 'ok\n' : `not available: ${a.reason}\n`);
+    process.exitCode = a.ok ? 0 : 1;
+  } else {
+    process.stderr.write('usage: tsx src/hosts/netns.ts cleanup [PREFIX] | available [PREFIX]\n');
+    process.exitCode = 2;
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    process.stderr.write(`netns: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
 }
