@@ -376,6 +376,8 @@ export class RaftNode<R = unknown> {
   }
 
   private fail(e: Error): void {
+    // After stop() or halt() (the simulator's crash) pending IO fails on its own: not news.
+    if (this.stopped) return;
     this.fatal = e;
     this.log.error({ err: e, node: this.id }, 'raft node failed; stopping');
     this.halt();

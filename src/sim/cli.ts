@@ -5,6 +5,7 @@ import { runSimulation, type SimResult } from './sim.ts';
  * npm run sim -- --seeds 1000 [--from 1]      run many seeds, print a JSON summary
  * npm run sim -- --seed 42 --trace             replay one seed with a readable trace
  * add --membership to also change the membership (add learner, promote, remove, re-add) during faults
+ * add --disk-faults to also fail disks (ENOSPC/EIO for a while: the node halts, restarts from what was synced)
  * add --mutate NAME to break one Raft rule on purpose
  */
 function arg(name: string): string | undefined {
@@ -29,11 +30,12 @@ if (mutation && !MUTATIONS[mutation]) {
 }
 const raft = mutation ? { unsafe: MUTATIONS[mutation] } : undefined;
 const membership = has('membership');
+const diskFaults = has('disk-faults');
 
 async function main(): Promise<void> {
   const one = arg('seed');
   if (one !== undefined) {
-    const r = await runSimulation({ seed: Number(one), raft, membership, trace: has('trace') ? (l) => console.log(l) : undefined });
+    const r = await runSimulation({ seed: Number(one), raft, membership, diskFaults, trace: has('trace') ? (l) => console.log(l) : undefined });
     console.log(JSON.stringify(r));
     process.exitCode = r.ok ? 0 : 1;
     return;
@@ -45,7 +47,7 @@ async function main(): Promise<void> {
   let events = 0;
   let changes = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const r = await runSimulation({ seed, raft, membership });
+    const r = await runSimulation({ seed, raft, membership, diskFaults });
     events += r.events;
     changes += r.membershipChanges;
     if (!r.ok) {

@@ -28,6 +28,13 @@ export interface SimOptions {
    */
   membership?: boolean;
   /**
+   * Also fail disks: for a while every write and fsync of one node's disk throws ENOSPC or EIO. The
+   * node halts at its next write (fail-stop, as a member process exits); once the disk works again
+   * it restarts from what was synced (unsynced writes count as lost, the worst case after a failed
+   * fsync). No acknowledged write may be lost. Off by default so existing seeds keep their schedules.
+   */
+  diskFaults?: boolean;
+  /**
    * A scripted scenario instead of the random fault schedule. It runs in virtual time; when it
    * returns, the network heals and the usual liveness and safety checks follow.
    */
@@ -189,7 +196,16 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
         }
       }
       prevConf = x.state.conf;
-      if (x.fatal) fail(x.fatal);
+      if (x.fatal && !diskFailing(m)) fail(x.fatal);
+    });
+    node.onFatal((err) => {
+      if (!diskFailing(m)) return fail(err);
+      // Fail-stop: the process is gone until the disk works again (see diskFault below).
+      log(`${m.id} halted on ${(err as { code?: string }).code ?? err.message}: fail-stop`);
+      if (m.node === node) {
+        m.node = null;
+        m.sm = null;
+      }
     });
     let lastApplied = node.status().appliedIndex;
     node.onApply((e) => {
@@ -226,7 +242,9 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
     try {
       await boot(m);
     } catch (e) {
-      fail(e);
+      // A member cannot start on a failed disk: it stays down until the disk works (diskWorks).
+      if (diskFailing(m)) log(`${m.id} could not start: ${(e as Error).message}`);
+      else fail(e);
     } finally {
       m.restarting = false;
     }
@@ -376,10 +394,40 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
             break;
           }
           default:
+            if (o.diskFaults) diskFault(victim);
             break;
         }
       });
       t += rng.int(50, 600);
+    }
+  }
+
+  /** Fails the victim's disk, and half the time a second node's too (losing a majority's unsynced writes). */
+  function diskFault(victim: SimMember): void {
+    const victims = rng() < 0.5 ? [victim] : [victim, rng.pick(members.filter((x) => x !== victim))];
+    for (const m of victims) {
+      if (diskFailing(m)) continue;
+      const kind = rng.pick(['ENOSPC', 'EIO', 'fsync EIO'] as const);
+      if (kind === 'fsync EIO') m.fs.syncFault = true;
+      else m.fs.writeFault = kind;
+      log(`FAULT ${m.id} disk ${kind}`);
+      sched.after(rng.int(100, 1500), () => diskWorks(m));
+    }
+  }
+
+  function diskFailing(m: SimMember): boolean {
+    return m.fs.writeFault !== null || m.fs.syncFault;
+  }
+
+  /** The disk works again; a node that halted on it restarts from what was synced. */
+  function diskWorks(m: SimMember): void {
+    if (!diskFailing(m)) return;
+    m.fs.writeFault = null;
+    m.fs.syncFault = false;
+    log(`FAULT ${m.id} disk works again`);
+    if (!m.node && !m.restarting) {
+      m.fs.crash(rng);
+      void restart(m);
     }
   }
 
@@ -516,6 +564,7 @@ export async function runSimulation(o: SimOptions): Promise<SimResult> {
     for (const m of members) {
       m.slowDisk = false;
       m.clock.setRate(1);
+      diskWorks(m);
       if (!m.node) void restart(m);
     }
   }

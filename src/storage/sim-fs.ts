@@ -108,9 +108,16 @@ export class SimFileSystem implements FileSystem {
    * (as Node's file system would: `code` ENOSPC or EIO) and changes nothing.
    */
   writeFault: 'ENOSPC' | 'EIO' | null = null;
+  /** A disk whose writes land in the page cache but whose fsyncs fail with EIO (and sync nothing). */
+  syncFault = false;
 
   private checkWriteFault(path: string): void {
     if (this.writeFault) throw new SimFsError(this.writeFault, path);
+  }
+
+  private checkSyncFault(path: string): void {
+    this.checkWriteFault(path);
+    if (this.syncFault) throw new SimFsError('EIO', path);
   }
 
   /** Sync calls so far: datasync() and writeFile() count as datasyncs. */
@@ -222,7 +229,7 @@ export class SimFileSystem implements FileSystem {
   }
 
   private doWriteFile(path: string, bytes: Uint8Array, epoch: number): Promise<void> {
-    this.checkWriteFault(path);
+    this.checkSyncFault(path);
     const inode = this.getOrCreate(path);
     this.truncateInode(inode, 0);
     setLength(inode, bytes.length);
@@ -274,7 +281,7 @@ export class SimFileSystem implements FileSystem {
       },
       datasync: async () => {
         usable();
-        this.checkWriteFault('datasync');
+        this.checkSyncFault('datasync');
         await this.datasyncInode(inode, epoch);
       },
       truncate: async (length) => {
