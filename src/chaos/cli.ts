@@ -34,9 +34,12 @@ import { ClusterClient } from '../client.ts';
 import { startLocalCluster, type LocalCluster } from '../local-cluster.ts';
 import { checkChaosHistory, countOps, countRefusals, formatAnomaly, formatWindow, formatWindowClipped, type Anomaly, type ChaosCheckReport, type DataKeysReport } from './check.ts';
 import { Nemesis, type FaultEvent, type FaultKind } from './nemesis.ts';
-import { dataKeyPrefix, dataTag, errText, isRefusal, SHARED_DEFAULTS, sharedQuorumWaitMs, Workload, type ChaosOp, type PopulationStats, type SharedClientStats } from './workload.ts';
+import { dataKeyPrefix, dataTag, errText, isRefusal, SHARED_DEFAULTS, sharedQuorumWaitMs, Workload, type ChaosOp, type PopulationStats, type SharedClientStats, type WorkloadOptions } from './workload.ts';
 
-export interface ChaosOptions {
+/** Data keys and shared clients as the workload takes them (sharedClients: default 0 here, the CLI's default is 1). */
+type WorkloadShape = Pick<WorkloadOptions, 'dataKeys' | 'dataValueBytes' | 'populateConcurrency' | 'sharedClients' | 'callersPerClient' | 'sharedRequestTimeoutMs' | 'thinkMs'>;
+
+export interface ChaosOptions extends WorkloadShape {
   durationMs: number;
   seed: number;
   clients: number;
@@ -57,15 +60,6 @@ export interface ChaosOptions {
   untilEveryKindMs?: number;
   /** Checked periodically; true ends the fault phase early (Ctrl-C). */
   interrupted?: () => boolean;
-  /** Data keys populated before the run. Default 0. */
-  dataKeys?: number;
-  dataValueBytes?: number;
-  populateConcurrency?: number;
-  /** Shared clients (one ClusterClient, `callersPerClient` concurrent callers each). Default 0 here (the CLI's default is 1). */
-  sharedClients?: number;
-  callersPerClient?: number;
-  sharedRequestTimeoutMs?: number;
-  thinkMs?: number;
   /** Members' --snapshot-every. Default 300, or max(300, dataKeys / 20). */
   snapshotEvery?: number;
 }
