@@ -9,12 +9,15 @@
  *   dashboard the dashboard alone, read-only, against a running cluster
  *   chart     export a state chart drawn from machines/ (svg, mermaid, json, dot)
  *   demo-server  a demo Workbench server with interpreter processes (src/demo/server.ts; npm start runs one per member)
+ *   broker    this host's server of a multi-host NATS broker, from nats.conf (src/nats/broker-command.ts)
+ *   certs     a CA and per-host keys and certificates for TLS (src/nats/tls.ts, Debian's openssl)
  * Every client command takes --nats URL[,URL] --cluster NAME and credentials
  * (--nats-credentials FILE written by the project's NATS launcher, or --nats-user/--nats-pass),
  * prints JSON with --json, and exits non-zero on failure.
  */
 import { ClusterClient } from './client.ts';
-import { ConfigError, natsCredentials, parseFlags } from './config.ts';
+import { ConfigError, natsCredentials, natsTlsFromFlags, parseFlags } from './config.ts';
+import { BROKER_USAGE } from './nats/broker-command.ts';
 
 const USAGE = `usage: submarine-cluster <command> [flags]
   node --id ID --peers ID,ID,ID --nats URL[,URL] --data-dir DIR [--cluster NAME] [--join] [--allow-fault-injection]
@@ -26,7 +29,10 @@ const USAGE = `usage: submarine-cluster <command> [flags]
   dashboard [--port N] [--host H] [--log-dir DIR]   (plus client flags; read-only)
   chart <machine> [--format svg|mermaid|json|dot] [--state VALUE] [--compact] [--direction LR|TB] [--out FILE]
   demo-server --name 127.0.0.1:PORT [--port PORT] [--interpreters python,r] [--index N]   (plus client flags)
-client flags: --nats URL[,URL] --cluster NAME --nats-credentials FILE | --nats-user U --nats-pass P, --json`;
+  ${BROKER_USAGE}
+  certs --hosts H1,H2,H3 [--ips IP1,IP2,IP3] [--localhost] [--days N] --out DIR
+client flags: --nats URL[,URL] --cluster NAME --nats-credentials FILE | --nats-user U --nats-pass P,
+  --nats-ca FILE [--nats-cert FILE --nats-key FILE] (TLS; tls:// URLs), --insecure, --json`;
 
 class UsageError extends Error {}
 
@@ -50,6 +56,10 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./chart.ts')).runChartCommand(rest);
     case 'demo-server':
       return (await import('./demo/server.ts')).runDemoServer(rest);
+    case 'broker':
+      return (await import('./nats/broker-command.ts')).runBrokerCommand(rest);
+    case 'certs':
+      return runCerts(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -66,9 +76,12 @@ async function runClientCommand(cmd: string, argv: string[]): Promise<number> {
   const json = flags.json === true;
   const nats = String(flags.nats ?? process.env.SUBMARINE_NATS ?? 'nats://127.0.0.1:4222').split(',');
   const creds = natsCredentials((flags['nats-credentials'] as string | undefined) ?? process.env.SUBMARINE_NATS_CREDENTIALS, 'client');
+  const tls = natsTlsFromFlags(flags, process.env);
   const client = await ClusterClient.connect({
+    insecure: flags.insecure === true,
     nats, cluster: (flags.cluster as string | undefined) ?? process.env.SUBMARINE_CLUSTER_NAME,
     user: (flags['nats-user'] as string | undefined) ?? creds?.user, pass: (flags['nats-pass'] as string | undefined) ?? creds?.pass,
+    ...(tls ? { tls } : {}),
   });
   const out = (v: unknown, text: string) => console.log(json ? JSON.stringify(v) : text);
   const consistency = flags.stale === true ? 'stale' : 'linearizable';
@@ -143,7 +156,7 @@ async function runClientCommand(cmd: string, argv: string[]): Promise<number> {
   }
 }
 
-const BOOL_FLAGS = new Set(['--json', '--stale']);
+const BOOL_FLAGS = new Set(['--json', '--stale', '--insecure']);
 
 /** Separates positional words from flags; a flag takes the next word unless it is boolean or has `=`. */
 function splitArgs(argv: string[]): { positional: string[]; flagArgs: string[] } {
@@ -162,6 +175,27 @@ function need(v: string | undefined, what: string): void {
   if (v === undefined) throw new UsageError(`missing ${what}`);
 }
 
+async function runCerts(argv: string[]): Promise<number> {
+  const flags = parseFlags(argv);
+  const known = ['hosts', 'ips', 'localhost', 'days', 'out', 'json'];
+  for (const k of Object.keys(flags)) if (!known.includes(k)) throw new UsageError(`certs: unknown flag --${k}`);
+  const list = (k: string): string[] => (typeof flags[k] === 'string' ? (flags[k] as string).split(',').map((s) => s.trim()).filter(Boolean) : []);
+  if (typeof flags.out !== 'string') throw new UsageError('certs: --out DIR is required');
+  if (list('hosts').length === 0) throw new UsageError('certs: --hosts H1,H2,... is required');
+  if (flags.days !== undefined && !/^[1-9][0-9]{0,4}$/.test(String(flags.days))) throw new UsageError('certs: --days must be a positive integer');
+  const { makeCerts } = await import('./nats/tls.ts');
+  const made = makeCerts({
+    hosts: list('hosts'), ips: list('ips'), localhost: flags.localhost === true, out: flags.out,
+    ...(flags.days !== undefined ? { days: Number(flags.days) } : {}),
+  });
+  if (flags.json === true) console.log(JSON.stringify(made));
+  else {
+    console.log(`${made.reusedCa ? 'reused' : 'new'} CA: ${made.ca} (key ${made.caKey}: keep it off the hosts)`);
+    for (const h of made.hosts) console.log(`${h.host}: ${h.cert} ${h.key}  [${h.names.join(', ')}]`);
+  }
+  return 0;
+}
+
 async function runSim(argv: string[]): Promise<number> {
   const i = argv.indexOf('--seed');
   const seed = i >= 0 ? Number(argv[i + 1]) : 1;
@@ -178,6 +212,6 @@ main(process.argv.slice(2)).then(
   (err) => {
     const e = err as Error;
     console.error(`submarine-cluster: ${e instanceof UsageError ? `${e.message}\n${USAGE}` : `${e.name}: ${e.message}`}`);
-    process.exit(e instanceof UsageError || e instanceof ConfigError ? 2 : 1);
+    process.exit(e instanceof UsageError || e instanceof ConfigError || e.name === 'InsecureTransportError' ? 2 : 1);
   },
 );
