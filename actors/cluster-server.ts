@@ -15,6 +15,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { createServer, type Server } from 'node:http';
 import { checkRequest, errorBody, MAX_LIST_LIMIT, type ApiRequest, type ApiResponse } from '../src/api/protocol.ts';
 import { API_QUEUE, subjects } from '../src/nats/subjects.ts';
+import { checkNatsTransport, natsTlsOption, type NatsTls } from '../src/nats/transport-policy.ts';
 import type { NodeId, ConfChange } from '../src/raft/types.ts';
 import { encodeMetaCommand, MetadataStateMachine, registerReducer, type MetaCommand, type MetaResult } from '../src/sm/metadata.ts';
 import { NOTEBOOK_REDUCER, notebookReducer } from '../src/notebook/reducer.ts';
@@ -38,6 +39,13 @@ export interface ClusterServerOptions {
   nats: string[] | NatsConnection;
   natsUser?: string;
   natsPass?: string;
+  /** CA (and client certificate) for TLS to the broker; tls:// URLs turn TLS on too. */
+  natsTls?: NatsTls;
+  /**
+   * Allow NATS URLs that are neither loopback nor tls:// (clear text across the network). Without
+   * it such a member refuses to start (InsecureTransportError), before connecting.
+   */
+  insecure?: boolean;
   dataDir: string;
   logger?: Logger;
   electionTimeoutMs?: { min: number; max: number };
@@ -86,9 +94,12 @@ function memoryBreakdown(): { heapUsed: number; heapTotal: number; external: num
 }
 
 /** nats.js defaults give up after 10 reconnects and notice a paused server only after minutes. */
-export function natsConnectOptions(servers: string[], name: string, user?: string, pass?: string) {
+export function natsConnectOptions(servers: string[], name: string, user?: string, pass?: string, tlsFiles?: NatsTls) {
+  // TLS whenever a URL is tls:// or TLS files are given (a tls:// URL alone does not make nats.js use TLS).
+  const tls = natsTlsOption(servers, tlsFiles);
   return {
     servers, name, user, pass,
+    ...(tls ? { tls } : {}),
     maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 100,
     pingInterval: 2000, maxPingOut: 2, waitOnFirstConnect: true, timeout: 5000,
     // The servers are listed nearest first (a member's own host's server): keep that order.
@@ -161,8 +172,9 @@ export class ClusterServer {
     if (!o.join && !o.peers.includes(o.id)) throw new Error(`member id ${o.id} is not in peers [${o.peers.join(', ')}]`);
     if (o.monitor !== false) resolveMonitorOptions(o.monitor); // a bad setting fails before anything starts
     const owns = Array.isArray(o.nats);
+    if (Array.isArray(o.nats)) checkNatsTransport(o.nats, { tls: o.natsTls, insecure: o.insecure });
     const nc = Array.isArray(o.nats)
-      ? await connect(natsConnectOptions(o.nats, `member ${o.id}`, o.natsUser, o.natsPass))
+      ? await connect(natsConnectOptions(o.nats, `member ${o.id}`, o.natsUser, o.natsPass, o.natsTls))
       : o.nats;
     try {
       await mkdir(o.dataDir, { recursive: true });

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect, createInbox, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { natsConnectOptions, DEFAULT_CLUSTER } from '../actors/cluster-server.ts';
+import { checkNatsTransport, type NatsTls } from './nats/transport-policy.ts';
 import { Outbox } from '../actors/outbox.ts';
 import type { NodeStatus } from '../actors/node.ts';
 import type { WatchPush } from '../actors/watch-hub.ts';
@@ -24,6 +25,10 @@ export interface ClusterClientOptions {
   cluster?: string;
   user?: string;
   pass?: string;
+  /** CA (and client certificate) for TLS to the broker; tls:// URLs turn TLS on too. */
+  tls?: NatsTls;
+  /** Allow NATS URLs that are neither loopback nor tls:// (clear text across the network). */
+  insecure?: boolean;
   /** Session id for exactly-once writes; random by default. */
   clientId?: string;
   /** Per-request reply timeout. */
@@ -115,8 +120,9 @@ export class ClusterClient {
   }
 
   static async connect(o: ClusterClientOptions): Promise<ClusterClient> {
+    if (Array.isArray(o.nats)) checkNatsTransport(o.nats, { tls: o.tls, insecure: o.insecure });
     const client = Array.isArray(o.nats)
-      ? new ClusterClient(await connect(natsConnectOptions(o.nats, 'submarine-cluster client', o.user, o.pass)), true, o)
+      ? new ClusterClient(await connect(natsConnectOptions(o.nats, 'submarine-cluster client', o.user, o.pass, o.tls)), true, o)
       : new ClusterClient(o.nats, false, o);
     if (o.outboxDir) {
       client.box = await Outbox.open({

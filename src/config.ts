@@ -25,6 +25,11 @@ export interface ClusterConfig {
   natsUser?: string;
   natsPass?: string;
   natsCredentialsFile?: string;
+  /** CA of the broker's servers (PEM): connections use TLS and check the servers' certificates and names. */
+  natsCaFile?: string;
+  /** Client certificate and key (PEM) for a broker that verifies clients. */
+  natsCertFile?: string;
+  natsKeyFile?: string;
   dataDir: string;
   /** submarine.server.addr and workbench.server.addr, in that order, without duplicates. */
   serverAddrs: string[];
@@ -483,6 +488,9 @@ const FROM_STRING: { [F in Field]: (raw: string, at: At) => Value<F> } = {
   natsUser: nonEmpty,
   natsPass: nonEmpty,
   natsCredentialsFile: (raw, at) => nonEmpty(raw, at).trim(),
+  natsCaFile: (raw, at) => nonEmpty(raw, at).trim(),
+  natsCertFile: (raw, at) => nonEmpty(raw, at).trim(),
+  natsKeyFile: (raw, at) => nonEmpty(raw, at).trim(),
   dataDir: (raw, at) => nonEmpty(raw, at).trim(),
   serverAddrs: addrList,
   heartbeatIntervalMs: timerMs,
@@ -513,6 +521,9 @@ const XML_KEYS: { field: Field; keys: string[]; parse: (raw: string, at: At) => 
   { field: 'heartbeatTimeoutMs', keys: ['cluster.heartbeat.timeout', 'zeppelin.cluster.heartbeat.timeout'], parse: timerMs, combine: 'same' },
   { field: 'cluster', keys: ['submarine.cluster.name'], parse: FROM_STRING.cluster, combine: 'same' },
   { field: 'nats', keys: ['submarine.cluster.nats'], parse: natsList, combine: 'same' },
+  { field: 'natsCaFile', keys: ['submarine.cluster.nats.ca'], parse: FROM_STRING.natsCaFile, combine: 'same' },
+  { field: 'natsCertFile', keys: ['submarine.cluster.nats.cert'], parse: FROM_STRING.natsCertFile, combine: 'same' },
+  { field: 'natsKeyFile', keys: ['submarine.cluster.nats.key'], parse: FROM_STRING.natsKeyFile, combine: 'same' },
   { field: 'dataDir', keys: ['submarine.cluster.data.dir'], parse: FROM_STRING.dataDir, combine: 'same' },
 ];
 
@@ -551,6 +562,9 @@ const JSON_TYPES: { [F in Field]: 'string' | 'string[]' | 'integer' | 'range' } 
   natsUser: 'string',
   natsPass: 'string',
   natsCredentialsFile: 'string',
+  natsCaFile: 'string',
+  natsCertFile: 'string',
+  natsKeyFile: 'string',
   dataDir: 'string',
   serverAddrs: 'string[]',
   heartbeatIntervalMs: 'integer',
@@ -620,6 +634,9 @@ const ENV_VARS: Record<string, Field> = {
   SUBMARINE_NATS_USER: 'natsUser',
   SUBMARINE_NATS_PASS: 'natsPass',
   SUBMARINE_NATS_CREDENTIALS: 'natsCredentialsFile',
+  SUBMARINE_NATS_CA: 'natsCaFile',
+  SUBMARINE_NATS_CERT: 'natsCertFile',
+  SUBMARINE_NATS_KEY: 'natsKeyFile',
   SUBMARINE_DATA_DIR: 'dataDir',
   SUBMARINE_HEARTBEAT_INTERVAL_MS: 'heartbeatIntervalMs',
   SUBMARINE_HEARTBEAT_TIMEOUT_MS: 'heartbeatTimeoutMs',
@@ -639,6 +656,9 @@ const FLAGS: Record<string, Field> = {
   'nats-user': 'natsUser',
   'nats-pass': 'natsPass',
   'nats-credentials': 'natsCredentialsFile',
+  'nats-ca': 'natsCaFile',
+  'nats-cert': 'natsCertFile',
+  'nats-key': 'natsKeyFile',
   'data-dir': 'dataDir',
   'heartbeat-interval': 'heartbeatIntervalMs',
   'heartbeat-timeout': 'heartbeatTimeoutMs',
@@ -756,6 +776,8 @@ function resolveConfig(layers: Layer[], joining = false): ClusterConfig {
 
   if (s.natsPass && !s.natsUser) bad(s.natsPass, 'a NATS password needs a NATS user too');
   if (s.natsUser && !s.natsPass) bad(s.natsUser, 'a NATS user needs a NATS password too');
+  if (s.natsCertFile && !s.natsKeyFile) bad(s.natsCertFile, 'a NATS client certificate needs its key too (natsKeyFile)');
+  if (s.natsKeyFile && !s.natsCertFile) bad(s.natsKeyFile, 'a NATS client key needs its certificate too (natsCertFile)');
   if (s.natsPass?.source.startsWith('flag ')) warnings.push('--nats-pass on the command line is visible to other local users (ps); prefer SUBMARINE_NATS_PASS or --nats-credentials');
 
   // Member ids such as "127.0.0.1:6000" or "[::1]:6000" are not safe path segments everywhere.
@@ -780,6 +802,9 @@ function resolveConfig(layers: Layer[], joining = false): ClusterConfig {
   if (s.natsUser) config.natsUser = s.natsUser.value;
   if (s.natsPass) config.natsPass = s.natsPass.value;
   if (s.natsCredentialsFile) config.natsCredentialsFile = s.natsCredentialsFile.value;
+  if (s.natsCaFile) config.natsCaFile = s.natsCaFile.value;
+  if (s.natsCertFile) config.natsCertFile = s.natsCertFile.value;
+  if (s.natsKeyFile) config.natsKeyFile = s.natsKeyFile.value;
   if (s.dashboardPort) config.dashboardPort = s.dashboardPort.value;
   if (s.metricsPort) config.metricsPort = s.metricsPort.value;
   return config;
@@ -866,4 +891,26 @@ export function natsCredentials(file: string | undefined, who: 'member' | 'clien
   const c = all[who];
   if (!c?.user || !c?.pass) throw new ConfigError(`${file} has no ${who} credentials`, 'nats-credentials', file);
   return c;
+}
+
+/** TLS files of a connection from a config: undefined when none is set. */
+export function natsTlsOf(c: Pick<ClusterConfig, 'natsCaFile' | 'natsCertFile' | 'natsKeyFile'>): { caFile?: string; certFile?: string; keyFile?: string } | undefined {
+  if (!c.natsCaFile && !c.natsCertFile) return undefined;
+  return { ...(c.natsCaFile ? { caFile: c.natsCaFile } : {}), ...(c.natsCertFile ? { certFile: c.natsCertFile } : {}), ...(c.natsKeyFile ? { keyFile: c.natsKeyFile } : {}) };
+}
+
+/** The same for the client commands, which read flags and environment only. */
+export function natsTlsFromFlags(flags: Record<string, string | boolean>, env: NodeJS.ProcessEnv): { caFile?: string; certFile?: string; keyFile?: string } | undefined {
+  const pick = (flag: string, name: string): string | undefined => {
+    const v = flags[flag];
+    if (v === true) throw new ConfigError(`--${flag}`, `flag --${flag}`, 'needs a FILE');
+    return typeof v === 'string' && v.trim() !== '' ? v.trim() : envValue(env, name)?.trim();
+  };
+  const c = { natsCaFile: pick('nats-ca', 'SUBMARINE_NATS_CA'), natsCertFile: pick('nats-cert', 'SUBMARINE_NATS_CERT'), natsKeyFile: pick('nats-key', 'SUBMARINE_NATS_KEY') };
+  if (Boolean(c.natsCertFile) !== Boolean(c.natsKeyFile)) throw new ConfigError('--nats-cert', 'command line', 'a NATS client certificate and its key go together (--nats-cert and --nats-key)');
+  const out: Pick<ClusterConfig, 'natsCaFile' | 'natsCertFile' | 'natsKeyFile'> = {};
+  if (c.natsCaFile) out.natsCaFile = c.natsCaFile;
+  if (c.natsCertFile) out.natsCertFile = c.natsCertFile;
+  if (c.natsKeyFile) out.natsKeyFile = c.natsKeyFile;
+  return natsTlsOf(out);
 }

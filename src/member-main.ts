@@ -5,20 +5,26 @@
  */
 import { pino } from 'pino';
 import { ClusterServer } from '../actors/cluster-server.ts';
-import { loadConfig, natsCredentials } from './config.ts';
+import { loadConfig, natsCredentials, natsTlsOf } from './config.ts';
+import { checkNatsTransport } from './nats/transport-policy.ts';
 
 export async function runNode(args: string[]): Promise<number> {
   const { takeOfflineRetention } = await import('./monitor/evict.ts');
   const { argv, offlineRetentionMs } = takeOfflineRetention(args, process.env);
   const join = argv.includes('--join');
   const allowFaultInjection = argv.includes('--allow-fault-injection');
-  const cfg = loadConfig({ argv: argv.filter((a) => a !== '--join' && a !== '--allow-fault-injection'), joining: join });
+  const insecure = argv.includes('--insecure');
+  const cfg = loadConfig({ argv: argv.filter((a) => a !== '--join' && a !== '--allow-fault-injection' && a !== '--insecure'), joining: join });
+  const natsTls = natsTlsOf(cfg);
+  // Before anything is started or connected: a member must not talk in clear across hosts.
+  checkNatsTransport(cfg.nats, { tls: natsTls, insecure });
   const logger = pino({ level: cfg.logLevel, base: { member: cfg.id } });
+  if (insecure && !natsTls) logger.warn({ nats: cfg.nats }, '--insecure: NATS connections that leave this host are not encrypted');
   for (const w of cfg.warnings) logger.warn({ warning: w }, 'config');
   const creds = natsCredentials(cfg.natsCredentialsFile, 'member');
   const server = await ClusterServer.start({
     id: cfg.id, peers: cfg.peers, join, cluster: cfg.cluster, nats: cfg.nats,
-    natsUser: cfg.natsUser ?? creds?.user, natsPass: cfg.natsPass ?? creds?.pass,
+    natsUser: cfg.natsUser ?? creds?.user, natsPass: cfg.natsPass ?? creds?.pass, ...(natsTls ? { natsTls } : {}), insecure,
     dataDir: cfg.dataDir, logger, allowFaultInjection, electionTimeoutMs: cfg.electionTimeoutMs, heartbeatIntervalMs: cfg.heartbeatTickMs,
     snapshotEveryEntries: cfg.snapshotEveryEntries, commitFlushDelayMs: cfg.commitFlushDelayMs, metricsPort: cfg.metricsPort,
     monitor: { heartbeatIntervalMs: cfg.heartbeatIntervalMs, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, offlineRetentionMs },

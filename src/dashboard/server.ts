@@ -32,7 +32,7 @@ import { ClusterClient, type MemberStatus, type Watcher } from '../client.ts';
 import type { InterpreterControl } from '../demo/server.ts';
 import type { LocalCluster } from '../local-cluster.ts';
 import { ClusterMetaType, META_PREFIX } from '../meta.ts';
-import { parseFlags } from '../config.ts';
+import { parseFlags, natsTlsFromFlags } from '../config.ts';
 import type { KeyValue, WatchEvent } from '../sm/metadata.ts';
 import { dashboardPage } from './page.ts';
 
@@ -680,8 +680,9 @@ export async function runDashboardCommand(argv: string[]): Promise<number> {
   const credFile = (flags['nats-credentials'] as string | undefined) ?? process.env.SUBMARINE_NATS_CREDENTIALS;
   const creds = credFile ? (JSON.parse(readFileSync(credFile, 'utf8')) as Record<string, { user: string; pass: string }>).client : undefined;
   const logger = pino({ base: undefined });
+  const tls = natsTlsFromFlags(flags, process.env);
   const client = await ClusterClient.connect({
-    nats, cluster, requestTimeoutMs: 1000,
+    nats, cluster, requestTimeoutMs: 1000, insecure: flags.insecure === true, ...(tls ? { tls } : {}),
     user: (flags['nats-user'] as string | undefined) ?? creds?.user, pass: (flags['nats-pass'] as string | undefined) ?? creds?.pass,
   });
   const dashboard = await Dashboard.start({

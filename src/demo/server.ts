@@ -34,7 +34,8 @@ import { HeartbeatSender } from '../../actors/heartbeat.ts';
 import { placeInterpreter, PlacementError } from '../../actors/placement.ts';
 import { silentLogger, type Logger } from '../../actors/ports.ts';
 import { ClusterClient } from '../client.ts';
-import { parseFlags } from '../config.ts';
+import { natsTlsFromFlags, parseFlags } from '../config.ts';
+import type { NatsTls } from '../nats/transport-policy.ts';
 import type { LocalCluster } from '../local-cluster.ts';
 import { startWorkbench, type Workbench } from '../workbench/server.ts';
 
@@ -99,6 +100,8 @@ interface DemoServerConfig {
   interpreters: string[];
   index: number;
   heartbeatIntervalMs?: number;
+  tls?: NatsTls;
+  insecure: boolean;
 }
 
 /** The interpreter child processes of one server, one operation at a time per group. */
@@ -207,6 +210,8 @@ function demoServerConfig(argv: string[]): DemoServerConfig {
   return {
     name, port, nats: nats.split(','), credentialsFile, cluster: str('cluster') ?? process.env.SUBMARINE_CLUSTER_NAME, index, heartbeatIntervalMs: hb,
     interpreters: (str('interpreters') ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    ...(natsTlsFromFlags(flags, process.env) ? { tls: natsTlsFromFlags(flags, process.env)! } : {}),
+    insecure: flags.insecure === true,
   };
 }
 
@@ -219,7 +224,7 @@ export async function runDemoServer(argv: string[]): Promise<number> {
   process.stderr.on('error', () => {});
   const log = pino({ level: process.env.SUBMARINE_LOG_LEVEL ?? 'info', base: { server: cfg.name } }, process.stderr);
   const creds = clientCredentials(cfg.credentialsFile);
-  const connect = (quorumWaitMs = 5000) => ClusterClient.connect({ nats: cfg.nats, cluster: cfg.cluster, ...creds, requestTimeoutMs: 1000, quorumWaitMs });
+  const connect = (quorumWaitMs = 5000) => ClusterClient.connect({ nats: cfg.nats, cluster: cfg.cluster, ...creds, requestTimeoutMs: 1000, quorumWaitMs, insecure: cfg.insecure, ...(cfg.tls ? { tls: cfg.tls } : {}) });
 
   let stopRequested: string | null = null;
   let started = false;
