@@ -16,7 +16,7 @@ import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { HeartbeatSender } from '../../actors/heartbeat.ts';
 import { ClusterClient } from '../client.ts';
-import { parseFlags } from '../config.ts';
+import { parseFlags, natsTlsFromFlags } from '../config.ts';
 
 const flags = parseFlags(process.argv.slice(2));
 const need = (name: string): string => {
@@ -80,7 +80,8 @@ await new Promise<void>((resolve, reject) => {
 const port = (tcp.address() as { port: number }).port;
 
 try {
-  const client = await ClusterClient.connect({ nats, cluster, user: creds.user, pass: creds.pass, requestTimeoutMs: 1000, quorumWaitMs: 3000 });
+  const tls = natsTlsFromFlags(flags, process.env);
+  const client = await ClusterClient.connect({ nats, cluster, user: creds.user, pass: creds.pass, requestTimeoutMs: 1000, quorumWaitMs: 3000, insecure: flags.insecure === true, ...(tls ? { tls } : {}) });
   const sender = await HeartbeatSender.start({
     writer: client,
     identity: { kind: 'interpreter', groupId, host: '127.0.0.1', port, nodeName, processName },

@@ -146,6 +146,9 @@ class Interpreters {
       '--import=tsx', INTERPRETER, '--group', groupId, '--node-name', this.cfg.name, '--nats', this.cfg.nats.join(','),
       '--nats-credentials', this.cfg.credentialsFile, ...(this.cfg.cluster ? ['--cluster', this.cfg.cluster] : []),
       ...(this.cfg.heartbeatIntervalMs ? ['--heartbeat-interval-ms', String(this.cfg.heartbeatIntervalMs)] : []),
+      ...(this.cfg.tls?.caFile ? ['--nats-ca', this.cfg.tls.caFile] : []),
+      ...(this.cfg.tls?.certFile && this.cfg.tls.keyFile ? ['--nats-cert', this.cfg.tls.certFile, '--nats-key', this.cfg.tls.keyFile] : []),
+      ...(this.cfg.insecure ? ['--insecure'] : []),
     ];
     // stdin stays a pipe: the interpreter stops itself when it closes (this server died).
     const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
