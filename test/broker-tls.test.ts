@@ -265,3 +265,22 @@ test('config: the CA and client certificate from flags, environment, JSON and si
   t.is(natsConnectOptions(['nats://127.0.0.1:4222'], 'x').tls, undefined);
   t.deepEqual(natsConnectOptions(['nats://127.0.0.1:4222'], 'x', undefined, undefined, { caFile: '/ca' }).tls, { caFile: '/ca' });
 });
+
+test('--verify-clients: a client certificate signed by the CA is required', async (t) => {
+  const dir = await tempDir(t);
+  const certs = join(dir, 'certs');
+  makeCerts({ hosts: ['b0', 'c1'], localhost: true, out: certs });
+  const credFile = join(dir, 'credentials.json');
+  const creds = loadOrCreateCredentials(credFile);
+  const [cp, rp] = await freePorts(2);
+  const broker = cli(t, ['broker', '--name', 'b0', '--listen', `127.0.0.1:${cp}`, '--cluster-listen', `127.0.0.1:${rp}`, '--credentials', credFile, '--tls', certs, '--verify-clients']);
+  const ca = join(certs, 'ca.crt');
+  const once = (tls: { caFile: string; certFile?: string; keyFile?: string }) =>
+    connect({ ...natsConnectOptions([`tls://localhost:${cp}`], 'probe', creds.client.user, creds.client.pass, tls), waitOnFirstConnect: false, reconnect: false, maxReconnectAttempts: 0, timeout: 3000 });
+  const nc = await until('a connection with a client certificate', async () => once({ caFile: ca, certFile: join(certs, 'c1.crt'), keyFile: join(certs, 'c1.key') }), 20_000).catch((err: Error) => {
+    throw new Error(`${err.message}\n${broker.out()}`);
+  });
+  t.is(nc.info?.tls_required, true);
+  await nc.close();
+  await t.throwsAsync(once({ caFile: ca }), undefined, 'no client certificate: refused');
+});
