@@ -502,7 +502,12 @@ export class ClusterClient {
     if (!maybeApplied) {
       throw new NoQuorumError(`no leader with a working majority within ${this.quorumWaitMs} ms: not applied (${last?.message ?? 'no answer'})`);
     }
-    throw new TimeoutError(`outcome unknown: not confirmed within ${this.quorumWaitMs} ms (${last?.message}); retrying with the same session is safe`);
+    // The last answer speaks for the last attempt only (it may say "not applied" for that one):
+    // name it as such, so the error never claims both outcomes at once.
+    throw new TimeoutError(
+      `outcome unknown: an earlier attempt may have reached a leader's log and nothing settled it within ${this.quorumWaitMs} ms; `
+      + `retrying with the same session is safe (last answer, about the last attempt only: ${last?.name ?? 'none'}: ${last?.message ?? 'no answer'})`,
+    );
   }
 
   private roundTrip(subject: string, data: Uint8Array): Promise<Msg> {
