@@ -1,6 +1,6 @@
 import { createActor, type Actor } from 'xstate';
 import { raftMachine, type RaftEvent } from '../machines/raft.ts';
-import { lastIndex, termAt } from '../src/raft/log.ts';
+import { hasMoreToApply, lastIndex, termAt } from '../src/raft/log.ts';
 import { snapshotBytes, type SnapshotData } from '../src/raft/snapshot-data.ts';
 import type { RaftMessage } from '../src/raft/messages.ts';
 import type { Proposal } from '../src/raft/leader.ts';
@@ -268,7 +268,12 @@ export class RaftNode<R = unknown> {
 
   private async loop(): Promise<void> {
     try {
-      while (!this.stopped && (this.queue.length || this.proposals.length || this.readIds.length)) {
+      while (!this.stopped && (this.queue.length || this.proposals.length || this.readIds.length || hasMoreToApply(this.raft.log))) {
+        if (!this.queue.length && !this.proposals.length && !this.readIds.length) {
+          // Only a backlog of committed entries left (bounded per step): let IO and timers run first.
+          await (this.o.clock.yield?.() ?? Promise.resolve());
+          if (this.stopped) break;
+        }
         const now = this.o.clock.now();
         const events = this.queue;
         this.queue = [];

@@ -2,7 +2,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { createActor } from 'xstate';
 import { raftMachine } from '../machines/raft.ts';
-import { appendEntries, appendFromLeader, isUpToDate, lastIndex, newLog, termAt } from '../src/raft/log.ts';
+import { appendEntries, appendFromLeader, hasMoreToApply, isUpToDate, lastIndex, newLog, nextToApply, termAt } from '../src/raft/log.ts';
 import { quorumIndex } from '../src/raft/quorum.ts';
 import { takeReady } from '../src/raft/ready.ts';
 import { createRaftState, type Ready } from '../src/raft/state.ts';
@@ -168,4 +168,21 @@ test('commitFlushDelayMs 0 sends the commit-only append in the same step', (t) =
   const rd = takeReady(raft);
   t.like(appendsTo(rd, 'n2')[0], { entries: [], commit: 1 });
   t.is(rd.flushCommitAfterMs, null);
+});
+
+test('apply batches are bounded by bytes as well as count, always at least one entry', (t) => {
+  const big = (index: number, bytes: number): Entry => ({ index, term: 1, type: EntryType.Command, data: new Uint8Array(bytes) });
+  const log = newLog(0, 0, [big(1, 1 << 20), big(2, 1 << 20), big(3, 1 << 20), big(4, 5 << 20), big(5, 10)]);
+  log.committed = 5;
+  const first = nextToApply(log, 1024, 2 << 20);
+  t.deepEqual(first.map((e) => e.index), [1, 2], 'stops once 2 MiB are reached');
+  log.applied = 2;
+  t.true(hasMoreToApply(log));
+  t.deepEqual(nextToApply(log, 1024, 2 << 20).map((e) => e.index), [3, 4], 'the entry that crosses the limit is included');
+  log.applied = 4;
+  t.deepEqual(nextToApply(log, 1024, 1).map((e) => e.index), [5], 'at least one entry');
+  t.deepEqual(nextToApply(log, 1).map((e) => e.index), [5]);
+  log.applied = 5;
+  t.false(hasMoreToApply(log));
+  t.deepEqual(nextToApply(log, 1024, 2 << 20), []);
 });

@@ -143,11 +143,26 @@ export function markStable(log: RaftLog, upTo: number): void {
 }
 
 /** Committed, durable entries not yet handed out for applying (bounded batch). */
-export function nextToApply(log: RaftLog, maxCount: number): Entry[] {
-  const hi = Math.min(log.committed, stableLastIndex(log), log.applied + maxCount);
+/**
+ * Committed, stable entries after `applied`: at most maxCount, and no more than maxBytes of entry
+ * data (at least one entry), so one step's apply stays short even when entries are large.
+ */
+export function nextToApply(log: RaftLog, maxCount: number, maxBytes = Infinity): Entry[] {
+  let hi = Math.min(log.committed, stableLastIndex(log), log.applied + maxCount);
   if (hi <= log.applied) return [];
+  let bytes = 0;
+  for (let i = log.applied + 1; i <= hi; i++) {
+    bytes += log.entries[i - log.snapshotIndex - 1]!.data?.length ?? 0;
+    if (bytes >= maxBytes) {
+      hi = i;
+      break;
+    }
+  }
   return log.entries.slice(log.applied - log.snapshotIndex, hi - log.snapshotIndex);
 }
+
+/** Whether committed, stable entries are still waiting to be handed out for apply. */
+export const hasMoreToApply = (log: RaftLog): boolean => Math.min(log.committed, stableLastIndex(log)) > log.applied;
 
 /** Drop entries up to index (a snapshot now covers them). */
 export function compact(log: RaftLog, index: number, term: number): void {

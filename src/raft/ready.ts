@@ -26,7 +26,7 @@ export function takeReady(s: RaftState): Ready {
     out.hardState = hs;
     s.persisted = hs;
   }
-  out.committed = nextToApply(s.log, s.cfg.maxApplyBatch);
+  out.committed = nextToApply(s.log, s.cfg.maxApplyBatch, s.cfg.maxApplyBytes);
   if (out.committed.length) s.log.applied = out.committed[out.committed.length - 1]!.index;
   return out;
 }
