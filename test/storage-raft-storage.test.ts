@@ -421,3 +421,14 @@ test('WAL appends go on while an own snapshot is written; the snapshot is placed
   t.is(concatBytes(loaded.snapshot!.data).length, 300_000);
   t.deepEqual(loaded.entries.map((e) => e.index), [4, 5]);
 });
+
+test('snapshot data of large and small pieces is written in bounded writes and reads back byte for byte', async (t) => {
+  const sim = new SimFileSystem();
+  const { storage } = await open(sim);
+  await storage.persist({ hardState: { term: 1, vote: null, commit: 2 }, entries: range(1, 2, 1) });
+  const pieces = [new Uint8Array(10).fill(1), new Uint8Array((5 << 19) + 7).map((_, i) => i % 251), new Uint8Array(3).fill(2), new Uint8Array(1 << 20).fill(3)];
+  await storage.saveSnapshot({ meta: { index: 2, term: 1, conf: { voters: ['a'], learners: [] } }, data: pieces }, { discardLog: false });
+  await storage.close();
+  const { loaded } = await open(sim);
+  t.deepEqual(Buffer.from(concatBytes(loaded.snapshot!.data)), Buffer.from(concatBytes(pieces)));
+});

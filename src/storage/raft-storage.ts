@@ -63,7 +63,7 @@ interface Waiter {
   resolve(): void;
   reject(err: unknown): void;
 }
-/** Where a snapshot leaves the log: decided when its file is started, from the log as it stands. */
+/** Where a snapshot leaves the log: decided in the writer queue, from the log as it stands there. */
 interface Placement {
   keepLog: boolean;
   walStartSeq: number;
@@ -587,24 +587,24 @@ export class DiskRaftStorage implements RaftStorage {
   }
 }
 
-/** The pieces regrouped into writes of about SNAPSHOT_WRITE_BYTES (a large piece goes alone). */
+/**
+ * The pieces as writes of about SNAPSHOT_WRITE_BYTES: small pieces joined, a large one cut into
+ * views (so neither a copy nor the CRC of one write is ever large).
+ */
 function* writeBatches(data: SnapshotData): Generator<Uint8Array> {
   let group: Uint8Array[] = [];
   let size = 0;
   for (const piece of data) {
-    if (piece.length >= SNAPSHOT_WRITE_BYTES) {
-      if (group.length) yield concat(group);
-      group = [];
-      size = 0;
-      yield piece;
-      continue;
-    }
-    group.push(piece);
-    size += piece.length;
-    if (size >= SNAPSHOT_WRITE_BYTES) {
-      yield concat(group);
-      group = [];
-      size = 0;
+    for (let at = 0; at < piece.length; ) {
+      const part = piece.subarray(at, at + SNAPSHOT_WRITE_BYTES - size);
+      at += part.length;
+      group.push(part);
+      size += part.length;
+      if (size >= SNAPSHOT_WRITE_BYTES) {
+        yield group.length === 1 ? group[0]! : concat(group);
+        group = [];
+        size = 0;
+      }
     }
   }
   if (group.length) yield concat(group);
