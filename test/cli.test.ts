@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MemberProcess } from '../src/local-cluster.ts';
-import { connectClient, eventually, freshCluster, tempDir, waitForLeader } from './helpers/local-cluster.ts';
+import { clusterWithLeader, eventually, tempDir } from './helpers/local-cluster.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 
@@ -23,11 +23,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
 }
 
 test.serial('kv, status and members commands; a fourth member from a site XML joins with --join', async (t) => {
-  const c = await freshCluster('cli');
-  t.teardown(() => c.stop());
-  const client = await connectClient(c);
-  t.teardown(() => client.close());
-  await waitForLeader(client, 3);
+  const { c, client } = await clusterWithLeader(t, 'cli');
   const common = ['--nats', c.nats.urls.join(','), '--cluster', c.cluster, '--nats-credentials', c.credentialsFile];
 
   const put = await cli(['kv', 'put', 'greeting', 'hello', ...common, '--json']);

@@ -1,14 +1,10 @@
 /** Integration: watches (ordered, gap-free, surviving the death of their member) and leases. */
 import test from 'ava';
 import type { WatchEvent } from '../src/sm/metadata.ts';
-import { connectClient, eventually, freshCluster, waitForLeader } from './helpers/local-cluster.ts';
+import { clusterWithLeader, eventually } from './helpers/local-cluster.ts';
 
 test.serial('a watch delivers every change in order and resumes on another member after kill -9; leases expire through the log', async (t) => {
-  const c = await freshCluster('watch');
-  t.teardown(() => c.stop());
-  const client = await connectClient(c);
-  t.teardown(() => client.close());
-  await waitForLeader(client, 3);
+  const { c, client } = await clusterWithLeader(t, 'watch');
   await client.put('other/x', 'not watched');
 
   const events: WatchEvent[] = [];

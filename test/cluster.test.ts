@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { ClusterClient } from '../src/client.ts';
 import { NoQuorumError } from '../src/errors.ts';
 import { MAX_SESSION_WINDOW } from '../src/sm/metadata.ts';
-import { connectClient, eventually, freshCluster, tempDir, waitForLeader } from './helpers/local-cluster.ts';
+import { clusterWithLeader, connectClient, eventually, freshCluster, tempDir, waitForLeader } from './helpers/local-cluster.ts';
 
 test.serial('writes, linearizable and stale reads; kill -9 the leader loses no acknowledged write; restart brings all data back', async (t) => {
   const c = await freshCluster('basic');
@@ -94,11 +94,7 @@ test.serial('a NATS server dies: the cluster keeps serving; quorum lost: NoQuoru
 });
 
 test.serial('exactly once: a write whose reply was lost is retried with the same session and applies once', async (t) => {
-  const c = await freshCluster('once');
-  t.teardown(() => c.stop());
-  const client = await connectClient(c);
-  t.teardown(() => client.close());
-  await waitForLeader(client, 3);
+  const { c, client } = await clusterWithLeader(t, 'once');
   const session = { client: await client.openSession(), seq: 1 };
   // The first attempt's reply is lost (we never wait for it), then the client retries the same command.
   const first = client.writeWithSession({ op: 'incr', key: 'counter', by: 1, session });
@@ -120,11 +116,7 @@ test.serial('sessions across processes: a retry finds its result however many la
   // Issue 18, cause 2: the metadata center kept at most 1,024 results per session and, past that,
   // forgot the oldest and moved the session's ack on its own; a slow retry of an applied write was
   // then refused ("stale session sequence") although it had taken effect.
-  const c = await freshCluster('window');
-  t.teardown(() => c.stop());
-  const client = await connectClient(c);
-  t.teardown(() => client.close());
-  await waitForLeader(client, 3);
+  const { c, client } = await clusterWithLeader(t, 'window');
   const id = await client.openSession();
   const put = (seq: number) => client.writeWithSession({ op: 'put', key: `w/${seq}`, value: seq, session: { client: id, seq, ack: 0 } });
   const first = await put(1); // applied; say its reply was lost
@@ -177,11 +169,7 @@ test.serial('outbox: writes queued while the cluster is down survive a client re
 });
 
 test.serial('list: a listing larger than one reply (1 MB broker limit) comes back whole, paged under the hood; limit/after page by hand', async (t) => {
-  const c = await freshCluster('list');
-  t.teardown(() => c.stop());
-  const client = await connectClient(c);
-  t.teardown(() => client.close());
-  await waitForLeader(client, 3);
+  const { c, client } = await clusterWithLeader(t, 'list');
   const big = 'v'.repeat(200 * 1024);
   for (let i = 0; i < 6; i++) await client.put(`big/${i}`, `${i}${big}`); // 1.2 MB of values
   await client.put('other', 1);

@@ -1,3 +1,4 @@
+import type { ExecutionContext } from 'ava';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,4 +43,14 @@ export async function waitForLeader(client: ClusterClient, expectMembers: number
 
 export async function connectClient(c: LocalCluster, o: { quorumWaitMs?: number; clientId?: string } = {}): Promise<ClusterClient> {
   return ClusterClient.connect({ ...c.clientOptions(), ...o });
+}
+
+/** A fresh cluster, a client of it and an elected leader; both stopped at the test's end. */
+export async function clusterWithLeader(t: ExecutionContext, prefix: string, o: Partial<LocalClusterOptions> = {}) {
+  const c = await freshCluster(prefix, o);
+  t.teardown(() => c.stop());
+  const client = await connectClient(c);
+  t.teardown(() => client.close());
+  const leader = await waitForLeader(client, 3);
+  return { c, client, leader };
 }
